@@ -1,0 +1,349 @@
+//! The per-stream send path: user audio in, Baseten wire frames out.
+//!
+//! int16 little-endian PCM at any rate and channel count, in pushes of any size
+//! -> mono (mean of the channels) -> the wire rate (16 kHz for s16le, 8 kHz for mu-law)
+//! -> frames of exactly 512 samples at 16 kHz (1024 bytes) or 256 samples at 8 kHz (256 bytes)
+//! -> encoded. Baseten's server feeds every binary message to Silero VAD as one chunk, which
+//! raises on any other size, so [`SendPipeline::flush`] zero-pads the last frame by default.
+
+use crate::mulaw::MuLaw;
+use crate::pcm::{
+    extend_le, f32_to_i16, samples_le, MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE,
+};
+use crate::rebuffer::Rebuffer;
+use crate::resample::StreamResampler;
+use crate::AudioError;
+
+/// How audio is encoded on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WireEncoding {
+    /// Little-endian int16 at 16 kHz (Baseten's `pcm_s16le`).
+    PcmS16le,
+    /// mu-law bytes at 8 kHz (Baseten's `pcm_mulaw`), in the given flavour.
+    PcmMulaw(MuLaw),
+}
+
+impl WireEncoding {
+    /// The sample rate the server assumes for this encoding, in Hz.
+    pub fn sample_rate(self) -> u32 {
+        match self {
+            WireEncoding::PcmS16le => 16_000,
+            WireEncoding::PcmMulaw(_) => 8_000,
+        }
+    }
+
+    /// Samples per wire frame: 32 ms, i.e. 512 samples once the server is at 16 kHz.
+    pub fn frame_samples(self) -> usize {
+        match self {
+            WireEncoding::PcmS16le => 512,
+            WireEncoding::PcmMulaw(_) => 256,
+        }
+    }
+
+    /// Bytes per wire frame.
+    pub fn frame_bytes(self) -> usize {
+        match self {
+            WireEncoding::PcmS16le => 1024,
+            WireEncoding::PcmMulaw(_) => 256,
+        }
+    }
+}
+
+/// One stream's send path. See the module docs.
+#[derive(Debug)]
+pub struct SendPipeline {
+    input_rate: u32,
+    channels: usize,
+    encoding: WireEncoding,
+    path: Path,
+}
+
+#[derive(Debug)]
+enum Path {
+    /// Mono s16le input already at 16 kHz: the bytes only need cutting into frames.
+    Rebuffer(Rebuffer),
+    /// Anything else goes through samples.
+    Convert {
+        /// The start of an input sample frame (all channels) split across pushes.
+        carry: Vec<u8>,
+        /// Boxed: it is large, and most streams (16 kHz mono) never have one.
+        resampler: Option<Box<StreamResampler>>,
+        /// Wire-rate samples not yet making a whole frame.
+        pending: Vec<i16>,
+    },
+}
+
+impl SendPipeline {
+    /// A pipeline for input at `input_rate` Hz with `channels` interleaved channels.
+    pub fn new(input_rate: u32, channels: u32, encoding: WireEncoding) -> Result<Self, AudioError> {
+        if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&input_rate) {
+            return Err(AudioError::SampleRate(input_rate));
+        }
+        if channels == 0 || channels > MAX_CHANNELS {
+            return Err(AudioError::Channels(channels));
+        }
+        let wire_rate = encoding.sample_rate();
+        let path = if channels == 1 && input_rate == wire_rate && encoding == WireEncoding::PcmS16le
+        {
+            Path::Rebuffer(Rebuffer::new(encoding.frame_bytes(), 2)?)
+        } else {
+            Path::Convert {
+                carry: Vec::new(),
+                resampler: if input_rate == wire_rate {
+                    None
+                } else {
+                    Some(Box::new(StreamResampler::new(input_rate, wire_rate)?))
+                },
+                pending: Vec::with_capacity(encoding.frame_samples() * 2),
+            }
+        };
+        Ok(Self { input_rate, channels: channels as usize, encoding, path })
+    }
+
+    /// The input sample rate in Hz.
+    pub fn input_rate(&self) -> u32 {
+        self.input_rate
+    }
+
+    /// The number of input channels.
+    pub fn channels(&self) -> u32 {
+        self.channels as u32
+    }
+
+    /// The wire encoding.
+    pub fn encoding(&self) -> WireEncoding {
+        self.encoding
+    }
+
+    /// Worst-case latency the resampler adds, in seconds (0 when none is needed).
+    pub fn added_latency_s(&self) -> f64 {
+        match &self.path {
+            Path::Convert { resampler: Some(r), .. } => r.added_latency_s(),
+            _ => 0.0,
+        }
+    }
+
+    /// Wire-rate samples buffered towards the next frame.
+    pub fn pending_samples(&self) -> usize {
+        match &self.path {
+            Path::Rebuffer(r) => r.buffered_bytes() / 2,
+            Path::Convert { pending, .. } => pending.len(),
+        }
+    }
+
+    /// Adds input bytes; appends every completed wire frame to `out` and returns how many.
+    pub fn push(&mut self, mut pcm: &[u8], out: &mut Vec<u8>) -> usize {
+        let stride = self.channels * 2;
+        let (carry, resampler, pending) = match &mut self.path {
+            Path::Rebuffer(r) => return r.push(pcm, out),
+            Path::Convert { carry, resampler, pending } => (carry, resampler, pending),
+        };
+        if !carry.is_empty() {
+            let take = (stride - carry.len()).min(pcm.len());
+            carry.extend_from_slice(&pcm[..take]);
+            pcm = &pcm[take..];
+            if carry.len() == stride {
+                convert(carry, self.channels, resampler.as_deref_mut(), pending);
+                carry.clear();
+            }
+        }
+        let whole = pcm.len() - pcm.len() % stride;
+        convert(&pcm[..whole], self.channels, resampler.as_deref_mut(), pending);
+        carry.extend_from_slice(&pcm[whole..]);
+        emit_frames(pending, self.encoding, out)
+    }
+
+    /// Ends a stretch of audio: the resampler's tail and the samples left over go out as one
+    /// last frame, zero-padded to a whole frame when `pad` is set. Returns the frames appended.
+    /// A partial input sample stays buffered for the next push, as in `AudioByteStream`.
+    pub fn flush(&mut self, pad: bool, out: &mut Vec<u8>) -> usize {
+        let (resampler, pending) = match &mut self.path {
+            Path::Rebuffer(r) => return r.flush(pad, out),
+            Path::Convert { resampler, pending, .. } => (resampler, pending),
+        };
+        if let Some(r) = resampler.as_mut() {
+            r.flush(pending);
+        }
+        let mut frames = emit_frames(pending, self.encoding, out);
+        if !pending.is_empty() {
+            if pad {
+                pending.resize(self.encoding.frame_samples(), 0);
+            }
+            encode(pending, self.encoding, out);
+            pending.clear();
+            frames += 1;
+        }
+        frames
+    }
+}
+
+/// Converts whole input sample frames to mono wire-rate samples appended to `pending`.
+fn convert(
+    pcm: &[u8],
+    channels: usize,
+    resampler: Option<&mut StreamResampler>,
+    pending: &mut Vec<i16>,
+) {
+    if channels == 1 {
+        let mono = samples_le(pcm);
+        match resampler {
+            None => pending.extend(mono),
+            Some(r) => r.push(mono.map(f32::from), pending),
+        }
+        return;
+    }
+    let scale = 1.0 / channels as f32;
+    let mono = pcm.chunks_exact(channels * 2).map(|frame| {
+        let sum: i32 = samples_le(frame).map(i32::from).sum();
+        sum as f32 * scale
+    });
+    match resampler {
+        None => pending.extend(mono.map(f32_to_i16)),
+        Some(r) => r.push(mono, pending),
+    }
+}
+
+/// Encodes every whole frame in `pending` onto `out`, keeping the rest.
+fn emit_frames(pending: &mut Vec<i16>, encoding: WireEncoding, out: &mut Vec<u8>) -> usize {
+    let frame = encoding.frame_samples();
+    let frames = pending.len() / frame;
+    if frames > 0 {
+        encode(&pending[..frames * frame], encoding, out);
+        pending.drain(..frames * frame);
+    }
+    frames
+}
+
+/// Encodes `samples` onto the end of `out`.
+fn encode(samples: &[i16], encoding: WireEncoding, out: &mut Vec<u8>) {
+    match encoding {
+        WireEncoding::PcmS16le => extend_le(out, samples),
+        WireEncoding::PcmMulaw(law) => {
+            let start = out.len();
+            out.resize(start + samples.len(), 0);
+            law.encode_into(samples, &mut out[start..]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn le(samples: &[i16]) -> Vec<u8> {
+        samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn refuses_bad_configuration() {
+        assert_eq!(
+            SendPipeline::new(100, 1, WireEncoding::PcmS16le).unwrap_err(),
+            AudioError::SampleRate(100)
+        );
+        assert_eq!(
+            SendPipeline::new(16_000, 0, WireEncoding::PcmS16le).unwrap_err(),
+            AudioError::Channels(0)
+        );
+    }
+
+    #[test]
+    fn flush_pads_the_last_frame() {
+        let mut p = SendPipeline::new(16_000, 1, WireEncoding::PcmS16le).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(p.push(&le(&[7; 600]), &mut out), 1);
+        assert_eq!(p.flush(true, &mut out), 1);
+        assert_eq!(out.len(), 2048);
+        assert_eq!(&out[1024..1024 + 176], le(&[7; 88]).as_slice());
+        assert!(out[1024 + 176..].iter().all(|&b| b == 0));
+        out.clear();
+        assert_eq!(p.flush(true, &mut out), 0, "nothing left to flush");
+    }
+
+    #[test]
+    fn mulaw_frames_are_256_bytes_at_8_khz() {
+        let mut p = SendPipeline::new(8_000, 1, WireEncoding::PcmMulaw(MuLaw::G711)).unwrap();
+        let mut out = Vec::new();
+        let input: Vec<i16> = (0..300).map(|i| (i * 37) as i16).collect();
+        assert_eq!(p.push(&le(&input), &mut out), 1);
+        assert_eq!(p.flush(true, &mut out), 1);
+        assert_eq!(out.len(), 512);
+        let expected: Vec<u8> = input.iter().map(|&x| MuLaw::G711.encode_sample(x)).collect();
+        assert_eq!(&out[..300], expected.as_slice());
+        assert!(out[300..].iter().all(|&b| b == 0xFF), "padding is encoded silence");
+    }
+
+    #[test]
+    fn downmixes_stereo_to_the_mean() {
+        let mut p = SendPipeline::new(16_000, 2, WireEncoding::PcmS16le).unwrap();
+        let mut out = Vec::new();
+        let stereo: Vec<i16> = (0..512).flat_map(|i| [i as i16 * 2, 100]).collect();
+        p.push(&le(&stereo), &mut out);
+        let mono: Vec<i16> = (0..512).map(|i| i as i16 + 50).collect();
+        assert_eq!(out, le(&mono));
+    }
+
+    #[test]
+    fn resamples_48k_stereo_to_whole_16k_frames() {
+        let mut p = SendPipeline::new(48_000, 2, WireEncoding::PcmS16le).unwrap();
+        let mut out = Vec::new();
+        let frame = le(&[1000; 960 * 2]); // 20 ms of stereo
+        let mut frames = 0;
+        for _ in 0..50 {
+            frames += p.push(&frame, &mut out);
+        }
+        frames += p.flush(true, &mut out);
+        // One second in, 16000 samples out: 31 whole frames plus one padded.
+        assert_eq!(frames, 32);
+        assert_eq!(out.len(), 32 * 1024);
+        let samples: Vec<i16> =
+            out.chunks_exact(2).map(|p| i16::from_le_bytes([p[0], p[1]])).collect();
+        // A constant stays constant in the middle, away from the edge transients.
+        assert!(samples[1000..15000].iter().all(|&s| (s - 1000).abs() <= 1));
+    }
+
+    proptest! {
+        /// At the wire rate and mono, the output is AudioByteStream(512)'s, plus padding.
+        #[test]
+        fn passthrough_matches_the_rebuffer_oracle(
+            pushes in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..2500), 0..12),
+        ) {
+            let mut p = SendPipeline::new(16_000, 1, WireEncoding::PcmS16le).unwrap();
+            let mut oracle = Rebuffer::new(1024, 2).unwrap();
+            let (mut got, mut expected) = (Vec::new(), Vec::new());
+            let (mut n_got, mut n_expected) = (0, 0);
+            for push in &pushes {
+                n_got += p.push(push, &mut got);
+                n_expected += oracle.push(push, &mut expected);
+            }
+            n_got += p.flush(true, &mut got);
+            n_expected += oracle.flush(true, &mut expected);
+            prop_assert_eq!(n_got, n_expected);
+            prop_assert_eq!(got, expected);
+        }
+
+        /// Any input at any supported rate gives whole frames and the right duration.
+        #[test]
+        fn output_is_whole_frames_of_the_right_duration(
+            rate in prop_oneof![Just(8_000u32), Just(16_000), Just(22_050), Just(24_000), Just(44_100), Just(48_000)],
+            channels in 1u32..3,
+            mulaw: bool,
+            samples in 0usize..20_000,
+            piece in 1usize..3000,
+        ) {
+            let encoding = if mulaw { WireEncoding::PcmMulaw(MuLaw::Continuous) } else { WireEncoding::PcmS16le };
+            let mut p = SendPipeline::new(rate, channels, encoding).unwrap();
+            let input = vec![3u8; samples * channels as usize * 2];
+            let mut out = Vec::new();
+            let mut frames = 0;
+            for chunk in input.chunks(piece) {
+                frames += p.push(chunk, &mut out);
+            }
+            frames += p.flush(true, &mut out);
+            prop_assert_eq!(out.len(), frames * encoding.frame_bytes());
+            let wire = u64::from(encoding.sample_rate());
+            let expected = (samples as u64 * wire + u64::from(rate) / 2) / u64::from(rate);
+            prop_assert_eq!(frames as u64, expected.div_ceil(encoding.frame_samples() as u64));
+        }
+    }
+}
