@@ -1,0 +1,50 @@
+# Copyright 2025 LiveKit, Inc.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Baseten plugin for LiveKit Agents: Whisper STT, Orpheus TTS and Baseten's LLM APIs.
+
+The per-stream audio and transcript hot paths run in a Rust extension (`_native`).
+"""
+
+from livekit.agents import Plugin
+
+from .log import logger
+from .models import LLMModels, STTModels, TTSModels, TTSVoices
+from .version import __version__
+
+__all__ = [
+    "LLMModels",
+    "STTModels",
+    "TTSModels",
+    "TTSVoices",
+    "__version__",
+    "logger",
+]
+
+
+class BasetenPlugin(Plugin):
+    def __init__(self) -> None:
+        super().__init__(__name__, __version__, __package__, logger)
+
+
+Plugin.register_plugin(BasetenPlugin())
+
+# Cleanup docs of unexported modules
+_module = dir()
+NOT_IN_ALL = [m for m in _module if m not in __all__]
+
+__pdoc__ = {}
+
+for n in NOT_IN_ALL:
+    __pdoc__[n] = False

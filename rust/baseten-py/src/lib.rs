@@ -1,0 +1,411 @@
+//! Python bindings for `baseten-core`: type conversion and error mapping only.
+//!
+//! Built as `livekit.plugins.baseten._native`; the typed surface is `_native.pyi`.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString, PyType};
+use pyo3::{intern, IntoPyObjectExt};
+
+use baseten_core::mulaw::MuLaw;
+use baseten_core::pipeline::{self, WireEncoding};
+use baseten_core::rebuffer;
+use baseten_core::transcript::{self, ServerMessage};
+use baseten_core::AudioError;
+
+fn value_error(e: impl std::fmt::Display) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+fn mulaw_flavour(name: &str) -> PyResult<MuLaw> {
+    match name {
+        "g711" => Ok(MuLaw::G711),
+        "continuous" => Ok(MuLaw::Continuous),
+        other => Err(PyValueError::new_err(format!(
+            "unknown mu-law flavour {other:?}: expected \"g711\" or \"continuous\""
+        ))),
+    }
+}
+
+/// Audio bytes from Python: `bytes` and `bytearray` are borrowed in place; any other buffer
+/// (memoryview, array) is copied once, because the buffer protocol is not part of the abi3
+/// API below Python 3.11.
+enum Pcm<'py> {
+    Bytes(Bound<'py, PyBytes>),
+    ByteArray(Bound<'py, PyByteArray>),
+}
+
+impl<'py> Pcm<'py> {
+    fn extract(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if let Ok(b) = obj.cast::<PyBytes>() {
+            return Ok(Pcm::Bytes(b.clone()));
+        }
+        if let Ok(b) = obj.cast::<PyByteArray>() {
+            return Ok(Pcm::ByteArray(b.clone()));
+        }
+        // memoryview() refuses objects without the buffer protocol (e.g. an int, which
+        // bytes() would turn into zeros).
+        let view = PyMemoryView::from(obj)?;
+        let copied = obj.py().get_type::<PyBytes>().call1((view,))?.cast_into::<PyBytes>()?;
+        Ok(Pcm::Bytes(copied))
+    }
+
+    fn with_slice<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        match self {
+            Pcm::Bytes(b) => f(b.as_bytes()),
+            // SAFETY: the slice is only used inside `f`, which runs no Python code, and this
+            // module does not declare free-threading support, so the thread holds the GIL and
+            // nothing can resize or free the bytearray while the slice is alive.
+            Pcm::ByteArray(b) => f(unsafe { b.as_bytes() }),
+        }
+    }
+}
+
+/// Splits concatenated frames into one `bytes` per frame.
+fn frames_to_list<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    frame_bytes: usize,
+) -> PyResult<Bound<'py, PyList>> {
+    PyList::new(py, data.chunks(frame_bytes).map(|f| PyBytes::new(py, f)))
+}
+
+/// The per-stream send path: int16 PCM at any rate and channel count in, Baseten wire frames
+/// out (see `baseten_core::pipeline`).
+#[pyclass(module = "livekit.plugins.baseten._native")]
+struct SendPipeline {
+    inner: pipeline::SendPipeline,
+    scratch: Vec<u8>,
+}
+
+#[pymethods]
+impl SendPipeline {
+    #[new]
+    #[pyo3(signature = (input_rate, channels, encoding, mulaw_flavour = "continuous"))]
+    fn new(input_rate: u32, channels: u32, encoding: &str, mulaw_flavour: &str) -> PyResult<Self> {
+        let encoding = match encoding {
+            "pcm_s16le" => WireEncoding::PcmS16le,
+            "pcm_mulaw" => WireEncoding::PcmMulaw(self::mulaw_flavour(mulaw_flavour)?),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown encoding {other:?}: expected \"pcm_s16le\" or \"pcm_mulaw\""
+                )))
+            }
+        };
+        let inner =
+            pipeline::SendPipeline::new(input_rate, channels, encoding).map_err(value_error)?;
+        Ok(Self { inner, scratch: Vec::with_capacity(encoding.frame_bytes() * 4) })
+    }
+
+    #[getter]
+    fn input_rate(&self) -> u32 {
+        self.inner.input_rate()
+    }
+
+    #[getter]
+    fn channels(&self) -> u32 {
+        self.inner.channels()
+    }
+
+    #[getter]
+    fn wire_rate(&self) -> u32 {
+        self.inner.encoding().sample_rate()
+    }
+
+    #[getter]
+    fn frame_bytes(&self) -> usize {
+        self.inner.encoding().frame_bytes()
+    }
+
+    #[getter]
+    fn added_latency_s(&self) -> f64 {
+        self.inner.added_latency_s()
+    }
+
+    #[getter]
+    fn pending_samples(&self) -> usize {
+        self.inner.pending_samples()
+    }
+
+    fn push<'py>(
+        &mut self,
+        py: Python<'py>,
+        pcm: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let pcm = Pcm::extract(pcm)?;
+        self.scratch.clear();
+        pcm.with_slice(|data| self.inner.push(data, &mut self.scratch));
+        frames_to_list(py, &self.scratch, self.inner.encoding().frame_bytes())
+    }
+
+    #[pyo3(signature = (pad = true))]
+    fn flush<'py>(&mut self, py: Python<'py>, pad: bool) -> PyResult<Bound<'py, PyList>> {
+        self.scratch.clear();
+        self.inner.flush(pad, &mut self.scratch);
+        frames_to_list(py, &self.scratch, self.inner.encoding().frame_bytes())
+    }
+}
+
+/// Rebuffers a byte stream into frames of a fixed size, like livekit-agents'
+/// `AudioByteStream`, with optional zero-padding of the last frame.
+#[pyclass(module = "livekit.plugins.baseten._native")]
+struct Rebuffer {
+    inner: rebuffer::Rebuffer,
+    scratch: Vec<u8>,
+}
+
+#[pymethods]
+impl Rebuffer {
+    #[new]
+    #[pyo3(signature = (frame_bytes, sample_bytes = 2))]
+    fn new(frame_bytes: usize, sample_bytes: usize) -> PyResult<Self> {
+        let inner = rebuffer::Rebuffer::new(frame_bytes, sample_bytes).map_err(value_error)?;
+        Ok(Self { inner, scratch: Vec::new() })
+    }
+
+    #[getter]
+    fn frame_bytes(&self) -> usize {
+        self.inner.frame_bytes()
+    }
+
+    #[getter]
+    fn buffered_bytes(&self) -> usize {
+        self.inner.buffered_bytes()
+    }
+
+    fn push<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let data = Pcm::extract(data)?;
+        self.scratch.clear();
+        data.with_slice(|d| self.inner.push(d, &mut self.scratch));
+        frames_to_list(py, &self.scratch, self.inner.frame_bytes())
+    }
+
+    #[pyo3(signature = (pad = false))]
+    fn flush<'py>(&mut self, py: Python<'py>, pad: bool) -> PyResult<Bound<'py, PyList>> {
+        self.scratch.clear();
+        self.inner.flush(pad, &mut self.scratch);
+        frames_to_list(py, &self.scratch, self.inner.frame_bytes())
+    }
+
+    fn clear(&mut self) {
+        self.inner.clear();
+    }
+}
+
+/// Encodes little-endian int16 PCM as mu-law.
+#[pyfunction]
+#[pyo3(signature = (pcm, flavour = "g711"))]
+fn mulaw_encode<'py>(
+    py: Python<'py>,
+    pcm: &Bound<'py, PyAny>,
+    flavour: &str,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let law = mulaw_flavour(flavour)?;
+    let pcm = Pcm::extract(pcm)?;
+    pcm.with_slice(|data| {
+        if data.len() % 2 != 0 {
+            return Err(value_error(AudioError::OddByteCount(data.len())));
+        }
+        PyBytes::new_with(py, data.len() / 2, |out| {
+            law.encode_s16le_into(data, out).map_err(value_error)
+        })
+    })
+}
+
+/// Decodes mu-law bytes to little-endian int16 PCM.
+#[pyfunction]
+#[pyo3(signature = (ulaw, flavour = "g711"))]
+fn mulaw_decode<'py>(
+    py: Python<'py>,
+    ulaw: &Bound<'py, PyAny>,
+    flavour: &str,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let law = mulaw_flavour(flavour)?;
+    let ulaw = Pcm::extract(ulaw)?;
+    ulaw.with_slice(|data| {
+        PyBytes::new_with(py, data.len() * 2, |out| {
+            law.decode_to_s16le_into(data, out).map_err(value_error)
+        })
+    })
+}
+
+/// A partial or final transcript, with times already shifted by the caller's offset.
+#[pyclass(frozen, get_all, module = "livekit.plugins.baseten._native")]
+struct Transcription {
+    is_final: bool,
+    text: Py<PyString>,
+    language: Option<Py<PyString>>,
+    start: f64,
+    end: f64,
+    confidence: Option<f64>,
+    /// `list[livekit.agents.types.TimedString]`.
+    words: Py<PyList>,
+    audio_length_sec: Option<f64>,
+    is_end_of_audio_flush: bool,
+    transcription_num: Option<i64>,
+}
+
+#[pymethods]
+impl Transcription {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "Transcription(is_final={}, text={:?}, start={}, end={}, words={})",
+            self.is_final,
+            self.text.bind(py).to_string(),
+            self.start,
+            self.end,
+            self.words.bind(py).len()
+        )
+    }
+}
+
+/// The server's reply to `end_audio` (`status` is "acknowledged", then "finished").
+#[pyclass(frozen, get_all, module = "livekit.plugins.baseten._native")]
+struct EndAudio {
+    status: Option<String>,
+}
+
+/// The server's reply to `health_check`.
+#[pyclass(frozen, get_all, module = "livekit.plugins.baseten._native")]
+struct HealthCheck {
+    healthy: Option<bool>,
+    partial_interval: Option<f64>,
+}
+
+/// An `error` message from the server.
+#[pyclass(frozen, get_all, module = "livekit.plugins.baseten._native")]
+struct ServerError {
+    error_type: Option<String>,
+    message: Option<String>,
+    stream_id: Option<String>,
+    recoverable: bool,
+}
+
+/// A message of a type this version does not know.
+#[pyclass(frozen, get_all, module = "livekit.plugins.baseten._native")]
+struct UnknownMessage {
+    kind: String,
+}
+
+/// Builds `livekit.agents.types.TimedString`s without running its Python `__new__`.
+///
+/// A TimedString is a `str` subclass whose attributes live in its `__dict__`. Words are built as
+/// `str.__new__(TimedString, text)` plus a copy of the `__dict__` of a TimedString made once by
+/// the real constructor, so every attribute it sets (including any added in later versions of
+/// livekit-agents) is present, with the same defaults.
+struct TimedStringFactory {
+    cls: Py<PyType>,
+    str_new: Py<PyAny>,
+    template: Py<PyDict>,
+}
+
+impl TimedStringFactory {
+    fn get(py: Python<'_>) -> PyResult<&Self> {
+        static FACTORY: PyOnceLock<TimedStringFactory> = PyOnceLock::new();
+        FACTORY.get_or_try_init(py, || {
+            let cls =
+                py.import("livekit.agents.types")?.getattr("TimedString")?.cast_into::<PyType>()?;
+            let template =
+                cls.call1(("",))?.getattr(intern!(py, "__dict__"))?.cast_into::<PyDict>()?;
+            let str_new = py.get_type::<PyString>().getattr(intern!(py, "__new__"))?;
+            Ok(TimedStringFactory {
+                cls: cls.unbind(),
+                str_new: str_new.unbind(),
+                template: template.unbind(),
+            })
+        })
+    }
+
+    fn make<'py>(
+        &self,
+        py: Python<'py>,
+        text: &str,
+        start: f64,
+        end: f64,
+        confidence: Option<f64>,
+        offset: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let word = self.str_new.bind(py).call1((self.cls.bind(py), text))?;
+        let attrs = self.template.bind(py).copy()?;
+        attrs.set_item(intern!(py, "start_time"), start)?;
+        attrs.set_item(intern!(py, "end_time"), end)?;
+        if let Some(c) = confidence {
+            attrs.set_item(intern!(py, "confidence"), c)?;
+        }
+        attrs.set_item(intern!(py, "start_time_offset"), offset)?;
+        word.setattr(intern!(py, "__dict__"), attrs)?;
+        Ok(word)
+    }
+}
+
+/// Parses one text message from Baseten's Whisper server. Times get `time_offset` added, and
+/// words come out as LiveKit `TimedString`s. Raises `ValueError` on malformed JSON or fields of
+/// the wrong type.
+#[pyfunction]
+#[pyo3(signature = (text, time_offset = 0.0))]
+fn parse_message<'py>(
+    py: Python<'py>,
+    text: &str,
+    time_offset: f64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let message = transcript::parse(text).map_err(value_error)?;
+    match message {
+        ServerMessage::Transcription(t) => {
+            let words = PyList::empty(py);
+            if !t.words.is_empty() {
+                let factory = TimedStringFactory::get(py)?;
+                for w in &t.words {
+                    words.append(factory.make(
+                        py,
+                        &w.text,
+                        w.start + time_offset,
+                        w.end + time_offset,
+                        w.probability,
+                        time_offset,
+                    )?)?;
+                }
+            }
+            Transcription {
+                is_final: t.is_final,
+                confidence: t.confidence(),
+                text: PyString::new(py, &t.text).unbind(),
+                language: t.language.as_deref().map(|l| PyString::new(py, l).unbind()),
+                start: t.start + time_offset,
+                end: t.end + time_offset,
+                words: words.unbind(),
+                audio_length_sec: t.audio_length_sec,
+                is_end_of_audio_flush: t.is_end_of_audio_flush,
+                transcription_num: t.transcription_num,
+            }
+            .into_bound_py_any(py)
+        }
+        ServerMessage::EndAudio { status } => {
+            EndAudio { status: status.map(Into::into) }.into_bound_py_any(py)
+        }
+        ServerMessage::HealthCheck { healthy, partial_interval } => {
+            HealthCheck { healthy, partial_interval }.into_bound_py_any(py)
+        }
+        ServerMessage::Error(e) => ServerError {
+            error_type: e.error_type.map(Into::into),
+            message: e.message.map(Into::into),
+            stream_id: e.stream_id.map(Into::into),
+            recoverable: e.recoverable,
+        }
+        .into_bound_py_any(py),
+        ServerMessage::Other(kind) => UnknownMessage { kind: kind.into() }.into_bound_py_any(py),
+    }
+}
+
+#[pymodule]
+mod _native {
+    #[pymodule_export]
+    use super::{
+        mulaw_decode, mulaw_encode, parse_message, EndAudio, HealthCheck, Rebuffer, SendPipeline,
+        ServerError, Transcription, UnknownMessage,
+    };
+}
