@@ -10,7 +10,11 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 /// 20 ms of a 440 Hz tone at `rate`, mono little-endian int16.
 fn frame_20ms(rate: u32) -> Vec<u8> {
-    let n = rate as usize / 50;
+    tone(rate, rate as usize / 50)
+}
+
+/// `n` samples of a 440 Hz tone at `rate`, mono little-endian int16.
+fn tone(rate: u32, n: usize) -> Vec<u8> {
     (0..n)
         .flat_map(|i| {
             let t = i as f64 / f64::from(rate);
@@ -53,7 +57,7 @@ fn rebuffer(c: &mut Criterion) {
 }
 
 fn mulaw(c: &mut Criterion) {
-    let pcm: Vec<u8> = frame_20ms(16_000)[..1024].to_vec();
+    let pcm = tone(16_000, 512);
     let mut out = vec![0u8; 512];
     let mut back = vec![0u8; 1024];
     for (law, label) in [(MuLaw::G711, "g711"), (MuLaw::Continuous, "continuous")] {

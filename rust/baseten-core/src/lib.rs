@@ -1,3 +1,17 @@
+// Copyright 2025 LiveKit, Inc.
+//
+// Licensed under the Apache License, Version 2.0 (the "License");
+// you may not use this file except in compliance with the License.
+// You may obtain a copy of the License at
+//
+//     http://www.apache.org/licenses/LICENSE-2.0
+//
+// Unless required by applicable law or agreed to in writing, software
+// distributed under the License is distributed on an "AS IS" BASIS,
+// WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+// See the License for the specific language governing permissions and
+// limitations under the License.
+
 //! The per-stream hot paths of the LiveKit Baseten plugin, in plain Rust.
 //!
 //! * [`pipeline::SendPipeline`]: int16 PCM in any rate and channel count -> Baseten's wire frames
@@ -8,6 +22,9 @@
 //! * [`transcript`]: one Whisper server message (JSON) -> a compact, borrowed struct.
 //!
 //! The crate has no Python dependency; `baseten-py` wraps it for Python.
+
+#![warn(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod mulaw;
 pub mod pcm;
@@ -30,12 +47,25 @@ pub enum AudioError {
         /// The size it had.
         got: usize,
     },
-    /// A sample rate the pipeline cannot handle.
+    /// A sample rate outside [`pcm::MIN_SAMPLE_RATE`]..=[`pcm::MAX_SAMPLE_RATE`].
     SampleRate(u32),
+    /// A sample rate so unusual against the output rate that resampling it would need blocks
+    /// longer than [`resample::MAX_BLOCK_S`] (e.g. 44 099 Hz: one-second blocks).
+    OddSampleRate {
+        /// The input rate.
+        input: u32,
+        /// The output rate.
+        output: u32,
+    },
     /// A channel count of zero, or more than [`pcm::MAX_CHANNELS`].
     Channels(u32),
-    /// A frame size of zero.
-    FrameSize(usize),
+    /// A frame size that is zero, too large, or not a whole number of samples.
+    FrameSize {
+        /// The frame size asked for, in bytes.
+        frame_bytes: usize,
+        /// The sample size, in bytes.
+        sample_bytes: usize,
+    },
 }
 
 impl fmt::Display for AudioError {
@@ -56,7 +86,17 @@ impl fmt::Display for AudioError {
             AudioError::Channels(c) => {
                 write!(f, "unsupported channel count {c} (expected 1 to {})", pcm::MAX_CHANNELS)
             }
-            AudioError::FrameSize(n) => write!(f, "frame size must be positive, got {n}"),
+            AudioError::OddSampleRate { input, output } => write!(
+                f,
+                "cannot resample {input} Hz to {output} Hz with low latency: use a standard rate \
+                 such as 8000, 16000, 24000, 44100 or 48000 Hz"
+            ),
+            AudioError::FrameSize { frame_bytes, sample_bytes } => write!(
+                f,
+                "frame size must be a positive whole number of {sample_bytes}-byte samples, \
+                 at most {} bytes, got {frame_bytes}",
+                rebuffer::MAX_FRAME_BYTES
+            ),
         }
     }
 }

@@ -1,3 +1,17 @@
+// Copyright 2025 LiveKit, Inc.
+//
+// Licensed under the Apache License, Version 2.0 (the "License");
+// you may not use this file except in compliance with the License.
+// You may obtain a copy of the License at
+//
+//     http://www.apache.org/licenses/LICENSE-2.0
+//
+// Unless required by applicable law or agreed to in writing, software
+// distributed under the License is distributed on an "AS IS" BASIS,
+// WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+// See the License for the specific language governing permissions and
+// limitations under the License.
+
 //! The per-stream send path: user audio in, Baseten wire frames out.
 //!
 //! int16 little-endian PCM at any rate and channel count, in pushes of any size
@@ -192,10 +206,11 @@ fn convert(
         }
         return;
     }
-    let scale = 1.0 / channels as f32;
+    let n = channels as f32;
     let mono = pcm.chunks_exact(channels * 2).map(|frame| {
         let sum: i32 = samples_le(frame).map(i32::from).sum();
-        sum as f32 * scale
+        // Exact: |sum| <= 32 * 32768 fits f32's 24-bit mantissa.
+        sum as f32 / n
     });
     match resampler {
         None => pending.extend(mono.map(f32_to_i16)),

@@ -1,3 +1,17 @@
+// Copyright 2025 LiveKit, Inc.
+//
+// Licensed under the Apache License, Version 2.0 (the "License");
+// you may not use this file except in compliance with the License.
+// You may obtain a copy of the License at
+//
+//     http://www.apache.org/licenses/LICENSE-2.0
+//
+// Unless required by applicable law or agreed to in writing, software
+// distributed under the License is distributed on an "AS IS" BASIS,
+// WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+// See the License for the specific language governing permissions and
+// limitations under the License.
+
 //! Rebuffering of a byte stream into frames of one fixed size.
 //!
 //! Same contract as livekit-agents' `utils.audio.AudioByteStream` (non-progressive): pushes of
@@ -7,6 +21,9 @@
 //! Baseten's server-side VAD needs.
 
 use crate::AudioError;
+
+/// The largest frame a [`Rebuffer`] accepts: 1 MiB (30 s of 16 kHz int16 is under 1 MiB).
+pub const MAX_FRAME_BYTES: usize = 1 << 20;
 
 /// Cuts a byte stream into frames of `frame_bytes`.
 #[derive(Clone, Debug)]
@@ -20,8 +37,12 @@ impl Rebuffer {
     /// A rebuffer emitting frames of `frame_bytes` bytes, made of samples of `sample_bytes`
     /// bytes (2 for mono int16, 4 for stereo int16, 1 for mu-law).
     pub fn new(frame_bytes: usize, sample_bytes: usize) -> Result<Self, AudioError> {
-        if frame_bytes == 0 || sample_bytes == 0 || frame_bytes % sample_bytes != 0 {
-            return Err(AudioError::FrameSize(frame_bytes));
+        if frame_bytes == 0
+            || frame_bytes > MAX_FRAME_BYTES
+            || sample_bytes == 0
+            || frame_bytes % sample_bytes != 0
+        {
+            return Err(AudioError::FrameSize { frame_bytes, sample_bytes });
         }
         Ok(Self { frame_bytes, sample_bytes, buf: Vec::with_capacity(frame_bytes) })
     }
@@ -102,6 +123,7 @@ mod tests {
         assert!(Rebuffer::new(0, 2).is_err());
         assert!(Rebuffer::new(1023, 2).is_err());
         assert!(Rebuffer::new(1024, 0).is_err());
+        assert!(Rebuffer::new(1 << 40, 2).is_err());
     }
 
     #[test]

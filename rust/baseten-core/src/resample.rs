@@ -1,3 +1,17 @@
+// Copyright 2025 LiveKit, Inc.
+//
+// Licensed under the Apache License, Version 2.0 (the "License");
+// you may not use this file except in compliance with the License.
+// You may obtain a copy of the License at
+//
+//     http://www.apache.org/licenses/LICENSE-2.0
+//
+// Unless required by applicable law or agreed to in writing, software
+// distributed under the License is distributed on an "AS IS" BASIS,
+// WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+// See the License for the specific language governing permissions and
+// limitations under the License.
+
 //! Streaming sample-rate conversion of mono audio, on rubato's synchronous FFT resampler.
 //!
 //! The wrapper makes rubato's chunked API fit a stream of arbitrary pushes:
@@ -12,6 +26,11 @@ use rubato::{Fft, FixedSync, Resampler};
 
 use crate::pcm::{f32_to_i16, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
 use crate::AudioError;
+
+/// The longest resampling block accepted, in seconds of input. rubato's blocks are whole
+/// multiples of `in_rate / gcd(in_rate, out_rate)` samples, which every standard rate keeps at
+/// 40 ms or less, but which is a whole second for a rate like 44 099 Hz.
+pub const MAX_BLOCK_S: f64 = 0.05;
 
 /// A mono resampler for a stream that arrives in pieces of any size.
 pub struct StreamResampler {
@@ -53,6 +72,9 @@ impl StreamResampler {
             Fft::<f32>::new(in_rate as usize, out_rate as usize, chunk_hint, 1, FixedSync::Both)
                 .map_err(|_| AudioError::SampleRate(in_rate))?;
         let chunk_in = fft.input_frames_next();
+        if chunk_in as f64 > MAX_BLOCK_S * f64::from(in_rate) {
+            return Err(AudioError::OddSampleRate { input: in_rate, output: out_rate });
+        }
         let to_skip = fft.output_delay();
         Ok(Self {
             scratch_out: vec![0.0; fft.output_frames_max()],
@@ -260,6 +282,34 @@ mod tests {
     fn rejects_absurd_rates() {
         assert_eq!(StreamResampler::new(0, 16_000).unwrap_err(), AudioError::SampleRate(0));
         assert!(StreamResampler::new(1_000_000, 16_000).is_err());
+        assert_eq!(
+            StreamResampler::new(44_099, 16_000).unwrap_err(),
+            AudioError::OddSampleRate { input: 44_099, output: 16_000 }
+        );
+    }
+
+    #[test]
+    fn every_standard_rate_is_accepted() {
+        let rates = [8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 96_000];
+        for input in rates {
+            for output in [8_000, 16_000] {
+                if input != output {
+                    assert!(StreamResampler::new(input, output).is_ok(), "{input}->{output}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn upsampling_keeps_60_db_snr() {
+        for (inr, outr) in [(8_000, 16_000), (11_025, 16_000)] {
+            let mut r = StreamResampler::new(inr, outr).unwrap();
+            let out = run(&mut r, &tone(inr, 1000.0, 1.0, 16_000.0), 160);
+            let mid: Vec<f64> = out[800..out.len() - 800].iter().map(|&x| f64::from(x)).collect();
+            let (sig, res) = fit(&mid, outr, 1000.0);
+            let snr = 10.0 * (sig / res).log10();
+            assert!(snr >= 60.0, "{inr}->{outr}: SNR {snr:.1} dB");
+        }
     }
 
     #[test]

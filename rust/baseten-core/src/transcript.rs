@@ -1,9 +1,25 @@
+// Copyright 2025 LiveKit, Inc.
+//
+// Licensed under the Apache License, Version 2.0 (the "License");
+// you may not use this file except in compliance with the License.
+// You may obtain a copy of the License at
+//
+//     http://www.apache.org/licenses/LICENSE-2.0
+//
+// Unless required by applicable law or agreed to in writing, software
+// distributed under the License is distributed on an "AS IS" BASIS,
+// WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+// See the License for the specific language governing permissions and
+// limitations under the License.
+
 //! Parsing of the JSON text messages Baseten's streaming Whisper server sends.
 //!
 //! One message in, one [`ServerMessage`] out, with strings borrowed from the input wherever
-//! JSON escapes allow. Unknown fields are skipped; malformed JSON and fields of the wrong type
-//! are a [`ParseError`]. Times are cleaned up so that consumers can trust them: negative times
-//! become 0 and an end before its start is moved to the start.
+//! JSON escapes allow. Unknown fields are skipped. Malformed JSON, and a transcript field of the
+//! wrong type, are a [`ParseError`]; the body of a control message is read leniently instead,
+//! so that a server error is never lost to a badly typed field. Times are cleaned up so that
+//! consumers can trust them: negative times become 0 and an end before its start is moved to
+//! the start.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -43,7 +59,8 @@ pub struct Transcription<'a> {
     /// The segment texts joined by single spaces, whitespace runs collapsed, trimmed
     /// (a non-blank top-level `transcript` takes precedence).
     pub text: String,
-    /// The language code, when the server sent a non-empty one.
+    /// The language code: the message's, or else the first segment's; `None` when neither
+    /// is a non-empty string.
     pub language: Option<Cow<'a, str>>,
     /// Start of the first segment, in seconds from the start of the connection's audio.
     pub start: f64,
@@ -60,6 +77,18 @@ pub struct Transcription<'a> {
 }
 
 impl Transcription<'_> {
+    /// Adds `offset` seconds to every time: Baseten's times count from the start of the
+    /// connection's audio, and a stream that reconnects keeps one timeline across connections.
+    pub fn shifted(mut self, offset: f64) -> Self {
+        self.start += offset;
+        self.end += offset;
+        for w in &mut self.words {
+            w.start += offset;
+            w.end += offset;
+        }
+        self
+    }
+
     /// The mean probability of the words that carry one, if any do.
     pub fn confidence(&self) -> Option<f64> {
         let (sum, n) = self
@@ -93,7 +122,8 @@ pub struct ServerError<'a> {
     pub message: Option<Cow<'a, str>>,
     /// The server's id for the stream.
     pub stream_id: Option<Cow<'a, str>>,
-    /// Whether the session goes on; a missing flag counts as not recoverable.
+    /// Whether the session goes on; a missing flag, or a body that cannot be read, counts as
+    /// not recoverable.
     pub recoverable: bool,
 }
 
@@ -116,71 +146,67 @@ impl std::error::Error for ParseError {
 /// Parses one text message from the server.
 pub fn parse(json: &str) -> Result<ServerMessage<'_>, ParseError> {
     let raw: RawMessage<'_> = serde_json::from_str(json).map_err(ParseError)?;
-    // Only the known control messages have a body of a known shape.
-    let body = || -> Result<RawBody<'_>, ParseError> {
-        raw.body
-            .map_or(Ok(RawBody::default()), |b| serde_json::from_str(b.get()).map_err(ParseError))
+    // Control bodies are read leniently: a body of the wrong shape gives empty fields.
+    let body = || -> Option<RawBody<'_>> {
+        match raw.body {
+            None => Some(RawBody::default()),
+            Some(b) => serde_json::from_str(b.get()).ok(),
+        }
     };
-    Ok(match raw.kind.as_deref() {
-        None | Some("transcription") => ServerMessage::Transcription(Transcription::from_raw(
-            raw.is_final,
-            raw.transcript,
-            raw.segments.unwrap_or_default(),
-            raw.language_code,
-            raw.audio_length_sec,
-            raw.is_end_of_audio_flush,
-            raw.transcription_num,
-        )),
-        Some("end_audio") => ServerMessage::EndAudio { status: body()?.status },
+    Ok(match raw.kind.as_ref().map(|k| k.0.as_ref()) {
+        None | Some("transcription") => ServerMessage::Transcription(Transcription::from_raw(raw)),
+        Some("end_audio") => ServerMessage::EndAudio { status: body().and_then(|b| cow(b.status)) },
         Some("health_check") => {
-            let body = body()?;
+            let body = body().unwrap_or_default();
             ServerMessage::HealthCheck {
                 healthy: body.healthy,
                 partial_interval: body.partial_interval,
             }
         }
-        Some("error") => {
-            let body = body()?;
-            ServerMessage::Error(ServerError {
-                error_type: body.error_type,
-                message: body.message,
-                stream_id: body.stream_id,
+        Some("error") => ServerMessage::Error(match body() {
+            Some(body) => ServerError {
+                error_type: cow(body.error_type),
+                message: cow(body.message),
+                stream_id: cow(body.stream_id),
                 recoverable: body.recoverable.unwrap_or(false),
-            })
-        }
-        Some(_) => ServerMessage::Other(raw.kind.unwrap_or_default()),
+            },
+            None => ServerError {
+                message: Some(Cow::Borrowed("error message with an unreadable body")),
+                ..ServerError::default()
+            },
+        }),
+        Some(_) => ServerMessage::Other(cow(raw.kind).unwrap_or_default()),
     })
 }
 
 impl<'a> Transcription<'a> {
-    fn from_raw(
-        is_final: Option<bool>,
-        transcript: Option<Cow<'a, str>>,
-        segments: Vec<RawSegment<'a>>,
-        language: Option<Cow<'a, str>>,
-        audio_length_sec: Option<f64>,
-        is_end_of_audio_flush: Option<bool>,
-        transcription_num: Option<i64>,
-    ) -> Self {
+    fn from_raw(raw: RawMessage<'a>) -> Self {
+        let segments = raw.segments.unwrap_or_default();
         let mut text = String::new();
         let mut words = Vec::new();
         for seg in &segments {
             if let Some(t) = &seg.text {
-                push_words_normalised(&mut text, t);
+                push_words_normalised(&mut text, &t.0);
             }
         }
-        if let Some(t) = transcript.as_deref().filter(|t| !t.trim().is_empty()) {
+        if let Some(t) =
+            raw.transcript.as_ref().map(|t| t.0.as_ref()).filter(|t| !t.trim().is_empty())
+        {
             text.clear();
             push_words_normalised(&mut text, t);
         }
-        let start = segments.first().map_or(0.0, |s| clean_time(s.start_time));
-        let end = segments.last().map_or(start, |s| clean_time(s.end_time)).max(start);
+        let language = cow(raw.language_code).filter(|l| !l.is_empty()).or_else(|| {
+            segments.iter().find_map(|s| {
+                s.language_code.as_ref().map(|l| l.0.clone()).filter(|l| !l.is_empty())
+            })
+        });
+        let start = segments.first().map_or(0.0, RawSegment::start);
+        let end = segments.last().map_or(start, RawSegment::end).max(start);
         for seg in segments {
-            let seg_start = clean_time(seg.start_time);
-            let seg_end = clean_time(seg.end_time).max(seg_start);
+            let (seg_start, seg_end) = (seg.start(), seg.end());
             let timed = seg.word_timestamps.unwrap_or_default();
             if timed.is_empty() {
-                let Some(t) = seg.text else { continue };
+                let Some(t) = cow(seg.text) else { continue };
                 let t = trimmed(t);
                 if !t.is_empty() {
                     words.push(Word { text: t, start: seg_start, end: seg_end, probability: None });
@@ -188,25 +214,24 @@ impl<'a> Transcription<'a> {
                 continue;
             }
             for w in timed {
-                let t = trimmed(w.word);
-                if t.is_empty() {
-                    continue;
-                }
-                let start = clean_time(w.start_time);
-                let end = clean_time(w.end_time).max(start);
+                let Some(t) = cow(w.word).map(trimmed).filter(|t| !t.is_empty()) else { continue };
+                let start = clean_time(w.start_time.or(w.start));
+                let end = clean_time(w.end_time.or(w.end)).max(start);
                 words.push(Word { text: t, start, end, probability: w.prob });
             }
         }
+        // Older servers said `message_type: partial_transcript | final_transcript`.
+        let legacy_final = raw.message_type.map(|m| m.0 != "partial_transcript");
         Transcription {
-            is_final: is_final.unwrap_or(true),
+            is_final: raw.is_final.or(legacy_final).unwrap_or(true),
             text,
-            language: language.filter(|l| !l.is_empty()),
+            language,
             start,
             end,
             words,
-            audio_length_sec,
-            is_end_of_audio_flush: is_end_of_audio_flush.unwrap_or(false),
-            transcription_num,
+            audio_length_sec: raw.audio_length_sec,
+            is_end_of_audio_flush: raw.is_end_of_audio_flush.unwrap_or(false),
+            transcription_num: raw.transcription_num,
         }
     }
 }
@@ -235,59 +260,95 @@ fn clean_time(t: Option<f64>) -> f64 {
     t.unwrap_or(0.0).max(0.0)
 }
 
+/// A JSON string, borrowed from the input when it has no escapes. serde only borrows a `Cow`
+/// that is a field of its own, not one inside an `Option`, hence this newtype.
+#[derive(Deserialize)]
+struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
+
+fn cow(s: Option<Str<'_>>) -> Option<Cow<'_, str>> {
+    s.map(|s| s.0)
+}
+
 #[derive(Deserialize)]
 struct RawMessage<'a> {
     #[serde(rename = "type", borrow)]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<Str<'a>>,
+    #[serde(borrow)]
+    message_type: Option<Str<'a>>,
     is_final: Option<bool>,
     #[serde(borrow)]
-    transcript: Option<Cow<'a, str>>,
+    transcript: Option<Str<'a>>,
     #[serde(borrow)]
     segments: Option<Vec<RawSegment<'a>>>,
     #[serde(borrow)]
-    language_code: Option<Cow<'a, str>>,
+    language_code: Option<Str<'a>>,
     audio_length_sec: Option<f64>,
     is_end_of_audio_flush: Option<bool>,
+    #[serde(default, deserialize_with = "lenient_count")]
     transcription_num: Option<i64>,
     #[serde(borrow)]
     body: Option<&'a RawValue>,
 }
 
+/// A segment; older servers name its times `start`/`end`.
 #[derive(Deserialize)]
 struct RawSegment<'a> {
-    #[serde(alias = "start")]
     start_time: Option<f64>,
-    #[serde(alias = "end")]
+    start: Option<f64>,
     end_time: Option<f64>,
+    end: Option<f64>,
     #[serde(borrow)]
-    text: Option<Cow<'a, str>>,
+    text: Option<Str<'a>>,
     #[serde(borrow)]
     word_timestamps: Option<Vec<RawWord<'a>>>,
+    #[serde(borrow)]
+    language_code: Option<Str<'a>>,
+}
+
+impl RawSegment<'_> {
+    fn start(&self) -> f64 {
+        clean_time(self.start_time.or(self.start))
+    }
+
+    fn end(&self) -> f64 {
+        clean_time(self.end_time.or(self.end)).max(self.start())
+    }
 }
 
 #[derive(Deserialize)]
 struct RawWord<'a> {
     #[serde(borrow)]
-    word: Cow<'a, str>,
-    #[serde(alias = "start")]
+    word: Option<Str<'a>>,
     start_time: Option<f64>,
-    #[serde(alias = "end")]
+    start: Option<f64>,
     end_time: Option<f64>,
+    end: Option<f64>,
     prob: Option<f64>,
+}
+
+/// A counter that should be an integer: a whole float is taken, anything else is `None`
+/// (the counter is informational, not worth losing a transcript over).
+fn lenient_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(value.and_then(|v| {
+        v.as_i64().or_else(|| {
+            v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64)
+        })
+    }))
 }
 
 #[derive(Deserialize, Default)]
 struct RawBody<'a> {
     #[serde(borrow)]
-    status: Option<Cow<'a, str>>,
+    status: Option<Str<'a>>,
     healthy: Option<bool>,
     partial_interval: Option<f64>,
     #[serde(borrow)]
-    error_type: Option<Cow<'a, str>>,
+    error_type: Option<Str<'a>>,
     #[serde(borrow)]
-    message: Option<Cow<'a, str>>,
+    message: Option<Str<'a>>,
     #[serde(borrow)]
-    stream_id: Option<Cow<'a, str>>,
+    stream_id: Option<Str<'a>>,
     recoverable: Option<bool>,
 }
 
@@ -318,7 +379,7 @@ mod tests {
         let t = transcription(FINAL);
         assert!(t.is_final);
         assert_eq!(t.text, "Hello world. Bye");
-        assert_eq!(t.language, None);
+        assert_eq!(t.language.as_deref(), Some("en"), "from the first segment");
         assert_eq!((t.start, t.end), (1.5, 4.0));
         assert_eq!(t.audio_length_sec, Some(4.2));
         assert!(t.is_end_of_audio_flush);
@@ -340,8 +401,15 @@ mod tests {
     fn borrows_unescaped_strings() {
         let t = transcription(FINAL);
         assert!(matches!(t.words[0].text, Cow::Borrowed("Hello")));
+        assert!(matches!(t.language, Some(Cow::Borrowed("en"))));
         let t = transcription(r#"{"segments":[{"text":"a\u00e9","start_time":0,"end_time":1}]}"#);
         assert_eq!(t.words[0].text, "aé");
+        assert!(matches!(t.words[0].text, Cow::Owned(_)));
+        let ServerMessage::Error(e) = parse(r#"{"type":"error","body":{"message":"m"}}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert!(matches!(e.message, Some(Cow::Borrowed("m"))));
     }
 
     #[test]
@@ -361,6 +429,31 @@ mod tests {
         assert!(t.is_final);
         assert_eq!(t.text, "hi there");
         assert_eq!((t.start, t.end), (1.0, 2.0));
+    }
+
+    #[test]
+    fn tolerates_the_variants_servers_send() {
+        let t = transcription(
+            r#"{"transcription_num":4.0,"segments":[{"start":1,"start_time":2,"end":3,"end_time":4,
+                "text":"a","language_code":"fr","word_timestamps":[{"word":null,"start":1,"end":2},
+                {"word":"b","start":1,"end":2,"prob":0.5}]}],"language_code":null}"#,
+        );
+        assert_eq!(t.transcription_num, Some(4));
+        assert_eq!((t.start, t.end), (2.0, 4.0), "start_time wins over start");
+        assert_eq!(t.language.as_deref(), Some("fr"), "the segment's language fills in");
+        assert_eq!(t.words.len(), 1, "a word without text is skipped");
+        assert_eq!((t.words[0].start, t.words[0].end), (1.0, 2.0));
+        assert_eq!(transcription(r#"{"transcription_num":"x"}"#).transcription_num, None);
+        let partial = transcription(r#"{"message_type":"partial_transcript","transcript":"hi"}"#);
+        assert!(!partial.is_final);
+        assert!(transcription(r#"{"message_type":"final_transcript"}"#).is_final);
+    }
+
+    #[test]
+    fn shifts_every_time() {
+        let t = transcription(FINAL).shifted(10.0);
+        assert_eq!((t.start, t.end), (11.5, 14.0));
+        assert_eq!((t.words[0].start, t.words[2].end), (11.5, 14.0));
     }
 
     #[test]
@@ -392,7 +485,18 @@ mod tests {
         assert_eq!(e.stream_id.as_deref(), Some("s1"));
         assert!(!e.recoverable);
         assert_eq!(parse(r#"{"type":"x","body":1}"#).unwrap(), ServerMessage::Other("x".into()));
-        assert!(parse(r#"{"type":"error","body":{"recoverable":"no"}}"#).is_err());
+        // A badly typed error body still reports an (unrecoverable) error.
+        let ServerMessage::Error(e) =
+            parse(r#"{"type":"error","body":{"recoverable":"no"}}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert!(!e.recoverable);
+        assert!(e.message.is_some());
+        assert_eq!(
+            parse(r#"{"type":"end_audio","body":[]}"#).unwrap(),
+            ServerMessage::EndAudio { status: None }
+        );
     }
 
     #[test]

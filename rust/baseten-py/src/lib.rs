@@ -1,18 +1,35 @@
+// Copyright 2025 LiveKit, Inc.
+//
+// Licensed under the Apache License, Version 2.0 (the "License");
+// you may not use this file except in compliance with the License.
+// You may obtain a copy of the License at
+//
+//     http://www.apache.org/licenses/LICENSE-2.0
+//
+// Unless required by applicable law or agreed to in writing, software
+// distributed under the License is distributed on an "AS IS" BASIS,
+// WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+// See the License for the specific language governing permissions and
+// limitations under the License.
+
 //! Python bindings for `baseten-core`: type conversion and error mapping only.
 //!
 //! Built as `livekit.plugins.baseten._native`; the typed surface is `_native.pyi`.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::sync::critical_section::with_critical_section;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString, PyType};
 use pyo3::{intern, IntoPyObjectExt};
 
+use std::borrow::Cow;
+
 use baseten_core::mulaw::MuLaw;
+use baseten_core::pcm::sample_count;
 use baseten_core::pipeline::{self, WireEncoding};
 use baseten_core::rebuffer;
 use baseten_core::transcript::{self, ServerMessage};
-use baseten_core::AudioError;
 
 fn value_error(e: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(e.to_string())
@@ -28,7 +45,7 @@ fn mulaw_flavour(name: &str) -> PyResult<MuLaw> {
     }
 }
 
-/// Audio bytes from Python: `bytes` and `bytearray` are borrowed in place; any other buffer
+/// Audio bytes from Python: `bytes` and `bytearray` are used in place; any other buffer
 /// (memoryview, array) is copied once, because the buffer protocol is not part of the abi3
 /// API below Python 3.11.
 enum Pcm<'py> {
@@ -51,13 +68,25 @@ impl<'py> Pcm<'py> {
         Ok(Pcm::Bytes(copied))
     }
 
+    /// Runs `f` on the bytes without copying them. `f` must not call into Python.
     fn with_slice<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
         match self {
             Pcm::Bytes(b) => f(b.as_bytes()),
-            // SAFETY: the slice is only used inside `f`, which runs no Python code, and this
-            // module does not declare free-threading support, so the thread holds the GIL and
-            // nothing can resize or free the bytearray while the slice is alive.
-            Pcm::ByteArray(b) => f(unsafe { b.as_bytes() }),
+            Pcm::ByteArray(b) => with_critical_section(b.as_any(), || {
+                // SAFETY: nothing can resize or free the bytearray while the slice is alive:
+                // the GIL is held, or on a free-threaded build the bytearray's critical section,
+                // which only a call back into Python could suspend, and `f` makes none.
+                f(unsafe { b.as_bytes() })
+            }),
+        }
+    }
+
+    /// The bytes, for callers that allocate Python objects while reading them: a bytearray is
+    /// copied first, since such a call could suspend its critical section.
+    fn to_cow(&self) -> Cow<'_, [u8]> {
+        match self {
+            Pcm::Bytes(b) => Cow::Borrowed(b.as_bytes()),
+            Pcm::ByteArray(_) => Cow::Owned(self.with_slice(<[u8]>::to_vec)),
         }
     }
 }
@@ -84,9 +113,10 @@ impl SendPipeline {
     #[new]
     #[pyo3(signature = (input_rate, channels, encoding, mulaw_flavour = "continuous"))]
     fn new(input_rate: u32, channels: u32, encoding: &str, mulaw_flavour: &str) -> PyResult<Self> {
+        let flavour = self::mulaw_flavour(mulaw_flavour)?;
         let encoding = match encoding {
             "pcm_s16le" => WireEncoding::PcmS16le,
-            "pcm_mulaw" => WireEncoding::PcmMulaw(self::mulaw_flavour(mulaw_flavour)?),
+            "pcm_mulaw" => WireEncoding::PcmMulaw(flavour),
             other => {
                 return Err(PyValueError::new_err(format!(
                     "unknown encoding {other:?}: expected \"pcm_s16le\" or \"pcm_mulaw\""
@@ -207,14 +237,9 @@ fn mulaw_encode<'py>(
 ) -> PyResult<Bound<'py, PyBytes>> {
     let law = mulaw_flavour(flavour)?;
     let pcm = Pcm::extract(pcm)?;
-    pcm.with_slice(|data| {
-        if data.len() % 2 != 0 {
-            return Err(value_error(AudioError::OddByteCount(data.len())));
-        }
-        PyBytes::new_with(py, data.len() / 2, |out| {
-            law.encode_s16le_into(data, out).map_err(value_error)
-        })
-    })
+    let data = pcm.to_cow();
+    let n = sample_count(&data).map_err(value_error)?;
+    PyBytes::new_with(py, n, |out| law.encode_s16le_into(&data, out).map_err(value_error))
 }
 
 /// Decodes mu-law bytes to little-endian int16 PCM.
@@ -227,10 +252,9 @@ fn mulaw_decode<'py>(
 ) -> PyResult<Bound<'py, PyBytes>> {
     let law = mulaw_flavour(flavour)?;
     let ulaw = Pcm::extract(ulaw)?;
-    ulaw.with_slice(|data| {
-        PyBytes::new_with(py, data.len() * 2, |out| {
-            law.decode_to_s16le_into(data, out).map_err(value_error)
-        })
+    let data = ulaw.to_cow();
+    PyBytes::new_with(py, data.len() * 2, |out| {
+        law.decode_to_s16le_into(&data, out).map_err(value_error)
     })
 }
 
@@ -292,16 +316,19 @@ struct UnknownMessage {
     kind: String,
 }
 
-/// Builds `livekit.agents.types.TimedString`s without running its Python `__new__`.
+/// Builds `livekit.agents.types.TimedString`s at a quarter of the cost of its constructor.
 ///
-/// A TimedString is a `str` subclass whose attributes live in its `__dict__`. Words are built as
-/// `str.__new__(TimedString, text)` plus a copy of the `__dict__` of a TimedString made once by
-/// the real constructor, so every attribute it sets (including any added in later versions of
-/// livekit-agents) is present, with the same defaults.
+/// A TimedString is a `str` subclass whose attributes live in its `__dict__`, set by a Python
+/// `__new__`. The fast path is `str.__new__(TimedString, text)` plus a copy of the `__dict__`
+/// of a TimedString made once by the real constructor, so every attribute it sets (including
+/// any a later livekit-agents adds) is present with the same defaults. At first use the fast
+/// path is checked against the real constructor; if they ever disagree (a TimedString with
+/// `__slots__`, say), the real constructor is used instead.
 struct TimedStringFactory {
     cls: Py<PyType>,
     str_new: Py<PyAny>,
     template: Py<PyDict>,
+    fast: bool,
 }
 
 impl TimedStringFactory {
@@ -310,15 +337,27 @@ impl TimedStringFactory {
         FACTORY.get_or_try_init(py, || {
             let cls =
                 py.import("livekit.agents.types")?.getattr("TimedString")?.cast_into::<PyType>()?;
-            let template =
-                cls.call1(("",))?.getattr(intern!(py, "__dict__"))?.cast_into::<PyDict>()?;
+            let template = cls.call1(("",))?.getattr(intern!(py, "__dict__"))?.cast_into()?;
             let str_new = py.get_type::<PyString>().getattr(intern!(py, "__new__"))?;
-            Ok(TimedStringFactory {
+            let mut factory = TimedStringFactory {
                 cls: cls.unbind(),
                 str_new: str_new.unbind(),
                 template: template.unbind(),
-            })
+                fast: true,
+            };
+            factory.fast = factory.fast_path_matches(py).unwrap_or(false);
+            Ok(factory)
         })
+    }
+
+    /// Whether the fast path builds the same object as the constructor.
+    fn fast_path_matches(&self, py: Python<'_>) -> PyResult<bool> {
+        let fast = self.make(py, "w", 1.0, 2.0, Some(0.5), 0.25)?;
+        let real = self.construct(py, "w", 1.0, 2.0, Some(0.5), 0.25)?;
+        let dict = intern!(py, "__dict__");
+        Ok(fast.get_type().is(real.get_type())
+            && fast.eq(&real)?
+            && fast.getattr(dict)?.eq(real.getattr(dict)?)?)
     }
 
     fn make<'py>(
@@ -330,6 +369,9 @@ impl TimedStringFactory {
         confidence: Option<f64>,
         offset: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
+        if !self.fast {
+            return self.construct(py, text, start, end, confidence, offset);
+        }
         let word = self.str_new.bind(py).call1((self.cls.bind(py), text))?;
         let attrs = self.template.bind(py).copy()?;
         attrs.set_item(intern!(py, "start_time"), start)?;
@@ -340,6 +382,26 @@ impl TimedStringFactory {
         attrs.set_item(intern!(py, "start_time_offset"), offset)?;
         word.setattr(intern!(py, "__dict__"), attrs)?;
         Ok(word)
+    }
+
+    /// The real constructor, with keyword arguments (an absent confidence stays NOT_GIVEN).
+    fn construct<'py>(
+        &self,
+        py: Python<'py>,
+        text: &str,
+        start: f64,
+        end: f64,
+        confidence: Option<f64>,
+        offset: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "start_time"), start)?;
+        kwargs.set_item(intern!(py, "end_time"), end)?;
+        if let Some(c) = confidence {
+            kwargs.set_item(intern!(py, "confidence"), c)?;
+        }
+        kwargs.set_item(intern!(py, "start_time_offset"), offset)?;
+        self.cls.bind(py).call((text,), Some(&kwargs))
     }
 }
 
@@ -356,6 +418,7 @@ fn parse_message<'py>(
     let message = transcript::parse(text).map_err(value_error)?;
     match message {
         ServerMessage::Transcription(t) => {
+            let t = t.shifted(time_offset);
             let words = PyList::empty(py);
             if !t.words.is_empty() {
                 let factory = TimedStringFactory::get(py)?;
@@ -363,8 +426,8 @@ fn parse_message<'py>(
                     words.append(factory.make(
                         py,
                         &w.text,
-                        w.start + time_offset,
-                        w.end + time_offset,
+                        w.start,
+                        w.end,
                         w.probability,
                         time_offset,
                     )?)?;
@@ -375,8 +438,8 @@ fn parse_message<'py>(
                 confidence: t.confidence(),
                 text: PyString::new(py, &t.text).unbind(),
                 language: t.language.as_deref().map(|l| PyString::new(py, l).unbind()),
-                start: t.start + time_offset,
-                end: t.end + time_offset,
+                start: t.start,
+                end: t.end,
                 words: words.unbind(),
                 audio_length_sec: t.audio_length_sec,
                 is_end_of_audio_flush: t.is_end_of_audio_flush,
@@ -401,7 +464,9 @@ fn parse_message<'py>(
     }
 }
 
-#[pymodule]
+// Free-threading safe: bytearrays are read inside their critical section, classes are
+// borrow-checked at run time, and the TimedString factory is initialised once.
+#[pymodule(gil_used = false)]
 mod _native {
     #[pymodule_export]
     use super::{
