@@ -21,11 +21,14 @@ from livekit.agents import Plugin
 
 from .log import logger
 from .models import LLMModels, STTModels, TTSModels, TTSVoices
+from .stt import STT, SpeechStream
 from .version import __version__
 
 __all__ = [
+    "STT",
     "LLMModels",
     "STTModels",
+    "SpeechStream",
     "TTSModels",
     "TTSVoices",
     "__version__",

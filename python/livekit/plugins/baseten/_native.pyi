@@ -1,12 +1,14 @@
 """The Rust core of the plugin (crate `baseten-py` over `baseten-core`).
 
 Audio arguments accept `bytes` and `bytearray` without copying, and any other buffer
-(`memoryview`, `array.array`) with one copy. Errors are `ValueError`s.
+(`memoryview`, `array.array`) with one copy. Bad values are `ValueError`s; an argument of the
+wrong type is a `TypeError` (a negative size an `OverflowError`).
 """
 
 from typing import Literal, final
 
 from livekit.agents.types import TimedString
+from typing_extensions import Buffer
 
 __all__ = [
     "EndAudio",
@@ -20,8 +22,6 @@ __all__ = [
     "mulaw_encode",
     "parse_message",
 ]
-
-_Buffer = bytes | bytearray | memoryview
 
 @final
 class SendPipeline:
@@ -50,7 +50,7 @@ class SendPipeline:
     @property
     def pending_samples(self) -> int:
         """Wire-rate samples buffered towards the next frame."""
-    def push(self, pcm: _Buffer) -> list[bytes]:
+    def push(self, pcm: Buffer) -> list[bytes]:
         """Adds input bytes (any size; a sample may be split across pushes) and returns the
         wire frames completed by them."""
     def flush(self, pad: bool = True) -> list[bytes]:
@@ -67,16 +67,16 @@ class Rebuffer:
     def frame_bytes(self) -> int: ...
     @property
     def buffered_bytes(self) -> int: ...
-    def push(self, data: _Buffer) -> list[bytes]: ...
+    def push(self, data: Buffer) -> list[bytes]: ...
     def flush(self, pad: bool = False) -> list[bytes]:
         """Returns the complete samples left as one last frame (zero-padded when `pad`); a
         trailing partial sample stays buffered."""
     def clear(self) -> None: ...
 
-def mulaw_encode(pcm: _Buffer, flavour: Literal["g711", "continuous"] = "g711") -> bytes:
+def mulaw_encode(pcm: Buffer, flavour: Literal["g711", "continuous"] = "g711") -> bytes:
     """int16 little-endian PCM -> mu-law; "g711" is bit-exact with `audioop.lin2ulaw(pcm, 2)`."""
 
-def mulaw_decode(ulaw: _Buffer, flavour: Literal["g711", "continuous"] = "g711") -> bytes:
+def mulaw_decode(ulaw: Buffer, flavour: Literal["g711", "continuous"] = "g711") -> bytes:
     """mu-law -> int16 little-endian PCM; "g711" is bit-exact with `audioop.ulaw2lin(ulaw, 2)`."""
 
 @final

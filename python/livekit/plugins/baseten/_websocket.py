@@ -1,0 +1,70 @@
+# Copyright 2025 LiveKit, Inc.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Opening a WebSocket to Baseten, with failures mapped to LiveKit's API errors."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import aiohttp
+from livekit.agents import APIConnectionError, APIError, APIStatusError, APITimeoutError
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as deadline
+else:  # aiohttp depends on async-timeout before 3.11
+    from async_timeout import timeout as deadline
+
+# How long close() waits for the server's close frame: a dead server must not stall cleanup.
+CLOSE_TIMEOUT_S = 1.0
+
+
+async def connect(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    api_key: str,
+    timeout: float,
+    max_msg_size: int,
+) -> aiohttp.ClientWebSocketResponse:
+    """Opens `url` with Baseten's `Authorization: Api-Key` header, TLS verified.
+
+    Raises `APIStatusError` with the HTTP status when the handshake is refused (401, 403 and
+    404 are not retryable; 429 and 5xx are), `APITimeoutError` after `timeout` seconds, and a
+    retryable `APIConnectionError` for network failures. The errors are raised outside the
+    `except` blocks, so they carry no `__context__`: aiohttp's exceptions hold the request
+    headers, and with them the API key.
+    """
+    error: APIError
+    try:
+        # Not asyncio.wait_for, which before Python 3.12 can swallow a cancellation that
+        # arrives as the connection completes.
+        async with deadline(timeout):
+            return await session.ws_connect(
+                url,
+                headers={"Authorization": f"Api-Key {api_key}"},
+                max_msg_size=max_msg_size,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT_S),
+            )
+    except aiohttp.WSServerHandshakeError as e:
+        error = APIStatusError(
+            f"Baseten refused the WebSocket handshake to {url}: HTTP {e.status}",
+            status_code=e.status,
+        )
+    except asyncio.TimeoutError:
+        error = APITimeoutError(f"timed out after {timeout:g}s connecting to {url}")
+    except (aiohttp.ClientError, OSError) as e:
+        error = APIConnectionError(f"cannot connect to {url}: {type(e).__name__}: {e}")
+    raise error

@@ -1,0 +1,115 @@
+# Copyright 2025 LiveKit, Inc.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The client side of Baseten's streaming Whisper protocol: options and the messages sent.
+
+The server validates the first message with pydantic models that forbid unknown keys at every
+level, so exactly the documented keys are sent, and optional ones only when set.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from livekit.agents.language import LanguageCode
+
+from .models import MuLawFlavour, STTEncoding
+
+# Every wire frame is 32 ms: 512 samples once the server has the audio at 16 kHz.
+FRAME_SECONDS = 0.032
+WIRE_SAMPLE_RATES: dict[str, int] = {"pcm_s16le": 16000, "pcm_mulaw": 8000}
+# The server cuts an utterance at this many seconds whatever it is asked (and warns).
+MAX_FINAL_TRANSCRIPT_S = 30
+
+END_AUDIO = json.dumps({"type": "end_audio"})
+HEALTH_CHECK = json.dumps({"type": "health_check"})
+
+
+@dataclass
+class STTOptions:
+    language: str
+    encoding: STTEncoding = "pcm_s16le"
+    mulaw_flavour: MuLawFlavour = "continuous"
+    language_options: list[str] = field(default_factory=list)
+    prompt: str | None = None
+    enable_partial_transcripts: bool = True
+    partial_transcript_interval_s: float = 1.0
+    final_transcript_max_duration_s: int = MAX_FINAL_TRANSCRIPT_S
+    show_word_timestamps: bool = True
+    vad_threshold: float = 0.5
+    vad_min_silence_duration_ms: int = 300
+    vad_speech_pad_ms: int = 30
+
+    @property
+    def sample_rate(self) -> int:
+        return WIRE_SAMPLE_RATES[self.encoding]
+
+
+def whisper_language(language: str) -> str:
+    """Whisper wants a bare language code ("en"), or "auto" to detect."""
+    code = LanguageCode(language)
+    return "auto" if code == "auto" else code.language
+
+
+def check_options(opts: STTOptions) -> None:
+    """Raises ValueError for options the server would refuse or misread."""
+    if opts.encoding not in WIRE_SAMPLE_RATES:
+        raise ValueError(f"encoding must be 'pcm_s16le' or 'pcm_mulaw', got {opts.encoding!r}")
+    if opts.mulaw_flavour not in ("continuous", "g711"):
+        raise ValueError(
+            f"mulaw_flavour must be 'continuous' or 'g711', got {opts.mulaw_flavour!r}"
+        )
+    if not 0.0 <= opts.vad_threshold <= 1.0:
+        raise ValueError(f"vad_threshold must be between 0 and 1, got {opts.vad_threshold}")
+    if opts.vad_min_silence_duration_ms < 0 or opts.vad_speech_pad_ms < 0:
+        raise ValueError("vad_min_silence_duration_ms and vad_speech_pad_ms must be >= 0")
+    if opts.partial_transcript_interval_s <= 0:
+        raise ValueError("partial_transcript_interval_s must be positive")
+    if not 0 < opts.final_transcript_max_duration_s <= MAX_FINAL_TRANSCRIPT_S:
+        raise ValueError(
+            "final_transcript_max_duration_s must be between 1 and "
+            f"{MAX_FINAL_TRANSCRIPT_S} (the server's limit), got "
+            f"{opts.final_transcript_max_duration_s}"
+        )
+
+
+def metadata_json(opts: STTOptions) -> str:
+    """The first message of a session (`StreamingWhisperInput`)."""
+    whisper: dict[str, object] = {
+        "audio_language": opts.language,
+        "show_word_timestamps": opts.show_word_timestamps,
+    }
+    # Runtimes older than v0.5.0 reject language_options: only send it when it says something.
+    if opts.language_options:
+        whisper["language_options"] = opts.language_options
+    if opts.prompt:
+        whisper["prompt"] = opts.prompt
+    return json.dumps(
+        {
+            "whisper_params": whisper,
+            "streaming_params": {
+                "encoding": opts.encoding,
+                "sample_rate": opts.sample_rate,
+                "enable_partial_transcripts": opts.enable_partial_transcripts,
+                "partial_transcript_interval_s": opts.partial_transcript_interval_s,
+                "final_transcript_max_duration_s": opts.final_transcript_max_duration_s,
+            },
+            "streaming_vad_config": {
+                "threshold": opts.vad_threshold,
+                "min_silence_duration_ms": opts.vad_min_silence_duration_ms,
+                "speech_pad_ms": opts.vad_speech_pad_ms,
+            },
+        }
+    )

@@ -1,0 +1,36 @@
+import gc
+import logging
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import settings
+
+# Property tests run as part of the suite: enough examples to find edge cases, no wall-clock
+# deadline (CI machines are shared and noisy).
+settings.register_profile("default", max_examples=200, deadline=None)
+settings.load_profile("default")
+
+
+class _Collector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def no_asyncio_errors() -> Iterator[None]:
+    """Fails a test that leaves a task whose exception was never retrieved, or any other
+    error asyncio logs (they surface when the task is garbage-collected)."""
+    collector = _Collector()
+    logger = logging.getLogger("asyncio")
+    logger.addHandler(collector)
+    try:
+        yield
+        gc.collect()
+    finally:
+        logger.removeHandler(collector)
+    messages = [r.getMessage() for r in collector.records]
+    assert not messages, f"asyncio logged errors: {messages}"

@@ -1,0 +1,349 @@
+"""A Baseten streaming-Whisper server on 127.0.0.1 that behaves like the real one.
+
+Protocol as in Baseten's server source (spec `baseten-protocols.md` section 1): the first text
+message is the metadata, validated with unknown keys forbidden at every level (the real server's
+pydantic models close the socket with 1011); then binary frames of exactly 1024 bytes (s16le at
+16 kHz) or 256 bytes (mu-law at 8 kHz, decoded with torchaudio's continuous curve); text control
+messages `end_audio` and `health_check`. The "recogniser" is scripted: it sends partials and
+finals every so many frames, with words named after the frames they cover, so tests can check
+times and counts exactly. Knobs make it close, hang, reject the handshake or report errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from aiohttp import WSMsgType, web
+
+WHISPER_PARAMS = {
+    "prompt", "output_language", "audio_language", "language_detection_only", "language_options",
+    "use_dynamic_preprocessing", "use_missing_chunk_retry", "missing_chunk_wpm_threshold",
+    "show_word_timestamps", "enable_vad", "whisper_sampling_params", "enable_diarization",
+    "diarization_granularity", "prefix", "show_beam_results",
+    "enable_chunk_level_language_detection",
+}  # fmt: skip
+STREAMING_PARAMS = {
+    "encoding", "sample_rate", "enable_partial_transcripts", "partial_transcript_interval_s",
+    "final_transcript_max_duration_s", "prioritize_latency", "skip_partial_if_hallucination",
+    "include_pipeline_latency_metric",
+}  # fmt: skip
+VAD_PARAMS = {"threshold", "min_silence_duration_ms", "speech_pad_ms", "sampling_rate"}
+TOP_LEVEL = {
+    "whisper_params", "streaming_params", "streaming_vad_config", "streaming_diarization_config",
+    "diarization_config", "stream_id", "include_timing_info",
+}  # fmt: skip
+FRAME_BYTES = {"pcm_s16le": 1024, "pcm_mulaw": 256}
+FRAME_SECONDS = 0.032
+
+
+def metadata_problem(meta: Any) -> str | None:
+    """What the real server's `StreamingWhisperInput(extra="forbid")` would refuse."""
+    if not isinstance(meta, dict):
+        return "metadata is not an object"
+    for name, allowed in (
+        ("<top>", TOP_LEVEL),
+        ("whisper_params", WHISPER_PARAMS),
+        ("streaming_params", STREAMING_PARAMS),
+        ("streaming_vad_config", VAD_PARAMS),
+    ):
+        part = meta if name == "<top>" else meta.get(name, {})
+        if not isinstance(part, dict):
+            return f"{name} is not an object"
+        if unknown := set(part) - allowed:
+            return f"unknown keys in {name}: {sorted(unknown)}"
+    encoding = meta.get("streaming_params", {}).get("encoding", "pcm_s16le")
+    if encoding not in FRAME_BYTES:
+        return f"unsupported encoding {encoding!r}"
+    return None
+
+
+def decode_continuous_mulaw(data: bytes) -> np.ndarray:
+    """torchaudio's MuLawDecoding(256), as the real server decodes pcm_mulaw, to int16."""
+    y = np.frombuffer(data, dtype=np.uint8).astype(np.float32) / 255.0 * 2.0 - 1.0
+    x = np.sign(y) * (np.power(256.0, np.abs(y)) - 1.0) / 255.0
+    pcm: np.ndarray = np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
+    return pcm
+
+
+class Progress:
+    """Lets a test wait for a condition on the server's (or its own) state without polling:
+    whoever changes that state calls `notify()`."""
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Event()
+
+    def notify(self) -> None:
+        self._changed.set()
+
+    async def until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        async def wait() -> None:
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(wait(), timeout)
+
+
+@dataclass
+class Behaviour:
+    """What the scripted server does; tests change it before or during a stream."""
+
+    partial_every_frames: int = 0  # 0: no partials
+    final_every_frames: int = 0  # 0: finals only when end_audio flushes
+    language_code: str | None = "en"
+    word_timestamps: bool = True
+    close_after_final: bool = False  # close the socket right after each final
+    close_after_frames: int = 0  # close (code 1011) after this many frames, 0: never
+    reject_status: int = 0  # refuse the handshake with this HTTP status
+    hang: bool = False  # accept, then never read or answer
+    error_after_frames: int = 0  # send an `error` after this many frames
+    error_recoverable: bool = False
+    error_type: str = "TRANSCRIPTION_ERROR"
+    answer_end_audio: bool = True  # reply `finished` to end_audio
+    answer_health_check: bool = True
+    keep_audio: bool = True  # False: count frames without keeping them (long streams)
+
+
+@dataclass
+class Session:
+    """One WebSocket connection, as the server saw it."""
+
+    headers: dict[str, str]
+    metadata: dict[str, Any] | None = None
+    audio: bytearray = field(default_factory=bytearray)
+    frame_sizes: list[int] = field(default_factory=list)
+    control: list[dict[str, Any]] = field(default_factory=list)
+    closed_by: str = ""
+    confirmed_frames: int = 0  # frames covered by the finals sent
+
+    def confirmed_audio(self) -> bytes:
+        """The audio a final transcript (or `finished`) covered."""
+        return bytes(self.audio[: self.confirmed_frames * FRAME_BYTES[self.encoding]])
+
+    @property
+    def encoding(self) -> str:
+        meta = self.metadata or {}
+        return str(meta.get("streaming_params", {}).get("encoding", "pcm_s16le"))
+
+    def pcm16(self) -> np.ndarray:
+        """The audio received, decoded to int16 at the wire rate."""
+        if self.encoding == "pcm_mulaw":
+            return decode_continuous_mulaw(bytes(self.audio))
+        return np.frombuffer(bytes(self.audio), dtype=np.int16)
+
+
+class FakeWhisperServer:
+    def __init__(self) -> None:
+        self.behaviour = Behaviour()
+        self.sessions: list[Session] = []
+        self.handshakes = 0
+        self.frames_received = 0
+        self.transcripts_sent = 0
+        self.progress = Progress()
+        self._runner: web.AppRunner | None = None
+        self._hangs: list[asyncio.Future[None]] = []
+        self.url = ""
+
+    async def start(self) -> FakeWhisperServer:
+        app = web.Application()
+        app.router.add_get("/v1/websocket", self._handle)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"ws://127.0.0.1:{port}/v1/websocket"
+        return self
+
+    async def close(self) -> None:
+        for hang in self._hangs:
+            hang.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.handshakes += 1
+        b = self.behaviour
+        if b.reject_status:
+            return web.Response(status=b.reject_status, text="rejected by the fake server")
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        session = Session(headers=dict(request.headers))
+        self.sessions.append(session)
+        self.progress.notify()
+        if b.hang:
+            hang = asyncio.get_running_loop().create_future()
+            self._hangs.append(hang)
+            with contextlib.suppress(asyncio.CancelledError):
+                await hang
+            return ws
+        first = await ws.receive()
+        try:
+            session.metadata = json.loads(first.data) if first.type == WSMsgType.TEXT else None
+        except json.JSONDecodeError:
+            session.metadata = None
+        if session.metadata is None or metadata_problem(session.metadata):
+            await ws.close(code=1011, message=b"invalid metadata")
+            session.closed_by = "server"
+            return ws
+        await _Recogniser(self, ws, session).run()
+        return ws
+
+
+class _Recogniser:
+    """The scripted transcription of one session."""
+
+    def __init__(
+        self, server: FakeWhisperServer, ws: web.WebSocketResponse, session: Session
+    ) -> None:
+        self.server, self.ws, self.session, self.b = server, ws, session, server.behaviour
+        self.frames = 0
+        self.utterance_start = 0  # frame index where the current utterance began
+        self.num = 0
+
+    async def run(self) -> None:
+        s, b = self.session, self.b
+        frame_bytes = FRAME_BYTES[s.encoding]
+        async for msg in self.ws:
+            if msg.type == WSMsgType.BINARY:
+                if b.keep_audio:
+                    s.frame_sizes.append(len(msg.data))
+                if len(msg.data) != frame_bytes:
+                    n = len(msg.data) * 512 // frame_bytes
+                    await self.error(
+                        "AUDIO_PROCESSING_ERROR",
+                        f"Provided number of samples is {n} (Supported values: 512)",
+                        False,
+                    )
+                    await self.ws.close(code=1011)
+                    s.closed_by = "server"
+                    return
+                if b.keep_audio:
+                    s.audio += msg.data
+                self.frames += 1
+                self.server.frames_received += 1
+                self.server.progress.notify()
+                if not await self.after_frame():
+                    return
+            elif msg.type == WSMsgType.TEXT:
+                if not await self.control(msg.data):
+                    return
+        s.closed_by = s.closed_by or "client"
+
+    async def after_frame(self) -> bool:
+        b, n = self.b, self.frames
+        if b.error_after_frames and n == b.error_after_frames:
+            await self.error(b.error_type, "scripted failure", b.error_recoverable)
+        if b.close_after_frames and n == b.close_after_frames:
+            await self.ws.close(code=1011)
+            self.session.closed_by = "server"
+            return False
+        if b.final_every_frames and (n - self.utterance_start) == b.final_every_frames:
+            await self.transcript(final=True)
+            if b.close_after_final:
+                await self.ws.close(code=1000)
+                self.session.closed_by = "server"
+                return False
+        elif b.partial_every_frames and (n - self.utterance_start) % b.partial_every_frames == 0:
+            await self.transcript(final=False)
+        return True
+
+    async def control(self, text: str) -> bool:
+        try:
+            message = json.loads(text)
+            kind = message["type"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            await self.error("WEBSOCKET_ERROR", "Failed to validate text message", True)
+            return True
+        self.session.control.append(message)
+        self.server.progress.notify()
+        if kind == "health_check" and self.b.answer_health_check:
+            await self.ws.send_json(
+                {"type": "health_check", "trace_id": None, "body": {"healthy": True}}
+            )
+        elif kind == "end_audio":
+            await self.ws.send_json(
+                {"type": "end_audio", "trace_id": None, "body": {"status": "acknowledged"}}
+            )
+            if self.frames > self.utterance_start:
+                await self.transcript(final=True, flush=True)
+            if self.b.answer_end_audio:
+                self.session.confirmed_frames = self.frames
+                await self.ws.send_json(
+                    {"type": "end_audio", "trace_id": None, "body": {"status": "finished"}}
+                )
+        elif kind != "health_check":
+            await self.error("WEBSOCKET_ERROR", "Failed to validate text message", True)
+        return True
+
+    async def transcript(self, *, final: bool, flush: bool = False) -> None:
+        """Words `f<i>` for each 10-frame stretch, timed by the frames they cover."""
+        start_frame, end_frame = self.utterance_start, self.frames
+        words = []
+        for i in range(start_frame, end_frame, 10):
+            words.append(
+                {
+                    "word": f" f{i}",
+                    "start_time": round(i * FRAME_SECONDS, 3),
+                    "end_time": round(min(i + 10, end_frame) * FRAME_SECONDS, 3),
+                    "prob": 0.9,
+                    "speaker": None,
+                }
+            )
+        segment = {
+            "start_time": round(start_frame * FRAME_SECONDS, 3),
+            "end_time": round(end_frame * FRAME_SECONDS, 3),
+            "text": "".join(str(w["word"]) for w in words),
+            "log_prob": -0.1,
+            "word_timestamps": words if self.b.word_timestamps else [],
+            "speaker": None,
+            "speaker_confidence": None,
+            "possible_hallucination": False,
+            "beam_results": None,
+            "language_code": self.b.language_code,
+            "language_prob": None,
+        }
+        message: dict[str, Any] = {
+            "type": "transcription",
+            "is_final": final,
+            "transcription_num": self.num,
+            "segments": [segment],
+            "language_code": self.b.language_code,
+            "language_prob": None,
+            "diarization": [],
+            "timing_info": None,
+            "enable_chunk_level_language_detection": False,
+            "audio_length_sec": round((end_frame - start_frame) * FRAME_SECONDS, 3),
+            "next_partial": None,
+            "pipeline_latency": None,
+        }
+        if flush:
+            message["is_end_of_audio_flush"] = True
+        await self.ws.send_json(message)
+        self.server.transcripts_sent += 1
+        self.server.progress.notify()
+        if final:
+            self.num += 1
+            self.utterance_start = self.session.confirmed_frames = end_frame
+
+    async def error(self, error_type: str, text: str, recoverable: bool) -> None:
+        await self.ws.send_json(
+            {
+                "type": "error",
+                "trace_id": None,
+                "timestamp": None,
+                "body": {
+                    "error_type": error_type,
+                    "message": text,
+                    "stream_id": "fake",
+                    "recoverable": recoverable,
+                    "timestamp": 0.0,
+                },
+            }
+        )
