@@ -1,0 +1,258 @@
+"""Side-by-side timings of the `_native` hot paths against what a plugin user has today.
+
+Each pair runs in the same process, alternating A/B over several trials, and the ratios of the
+medians are reported (the machines are noisy; ratios measured together are what we compare).
+
+    python benches/native_vs_python.py            # full run, Markdown table on stdout
+    python benches/native_vs_python.py --quick    # a few hundred iterations, for the tests
+
+Baselines:
+- send path: livekit-agents' base `RecognizeStream.push_frame` resampling with
+  `rtc.AudioResampler` (HIGH quality, as the base stream does when the input rate differs),
+  then `utils.audio.AudioByteStream(512)` and `np.frombuffer(...).tobytes()` per wire frame,
+  as the existing plugin's send task does;
+- mu-law: CPython's `audioop.lin2ulaw` / `ulaw2lin` (width 2), the C reference;
+- parsing: `orjson.loads` plus the walk into `TimedString`s that the existing plugin does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+from livekit import rtc
+from livekit.agents.types import TimedString
+from livekit.agents.utils.audio import AudioByteStream
+from livekit.plugins.baseten import _native
+
+with warnings.catch_warnings():
+    # Deprecated in 3.11-3.12; on 3.13+ the same C code comes from audioop-lts.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
+FRAME_MS = 20
+
+
+def tone_frame(rate: int, channels: int = 1) -> rtc.AudioFrame:
+    n = rate * FRAME_MS // 1000
+    t = np.arange(n) / rate
+    mono = (8000 * np.sin(2 * math.pi * 440 * t)).astype(np.int16)
+    data = np.repeat(mono, channels) if channels > 1 else mono
+    return rtc.AudioFrame(
+        data=data.tobytes(), sample_rate=rate, num_channels=channels, samples_per_channel=n
+    )
+
+
+def send_path_existing(rate: int) -> Callable[[rtc.AudioFrame], int]:
+    resampler = (
+        rtc.AudioResampler(rate, 16000, quality=rtc.AudioResamplerQuality.HIGH)
+        if rate != 16000
+        else None
+    )
+    bstream = AudioByteStream(sample_rate=16000, num_channels=1, samples_per_channel=512)
+
+    def step(frame: rtc.AudioFrame) -> int:
+        frames = resampler.push(frame) if resampler else [frame]
+        sent = 0
+        for f in frames:
+            for out in bstream.write(f.data.tobytes()):
+                sent += len(np.frombuffer(out.data, dtype=np.int16).tobytes())
+        return sent
+
+    return step
+
+
+def send_path_native(rate: int) -> Callable[[rtc.AudioFrame], int]:
+    pipeline = _native.SendPipeline(rate, 1, "pcm_s16le")
+
+    def step(frame: rtc.AudioFrame) -> int:
+        sent = 0
+        # What the plugin does: the frame's own buffer, borrowed without a copy.
+        for out in pipeline.push(frame._data):
+            sent += len(out)
+        return sent
+
+    return step
+
+
+def transcript_message(words: int, is_final: bool) -> str:
+    vocab = "please send the report to the office before noon and call me back".split()
+    ws: list[dict[str, object]] = []
+    text = ""
+    t = 0.32
+    for i in range(words):
+        w = vocab[i % len(vocab)]
+        text += f" {w}"
+        ws.append(
+            {
+                "word": f" {w}",
+                "start_time": round(t, 2),
+                "end_time": round(t + 0.28, 2),
+                "prob": 0.91,
+                "speaker": None,
+            }
+        )
+        t += 0.34
+    msg = {
+        "type": "transcription",
+        "is_final": is_final,
+        "transcription_num": 7,
+        "segments": [
+            {
+                "start_time": 0.32,
+                "end_time": round(t, 2),
+                "text": text,
+                "log_prob": -0.21,
+                "word_timestamps": ws,
+                "speaker": None,
+                "speaker_confidence": None,
+                "possible_hallucination": False,
+                "beam_results": None,
+                "language_code": "en",
+                "language_prob": None,
+            }
+        ],
+        "language_code": "en",
+        "language_prob": None,
+        "diarization": [],
+        "timing_info": None,
+        "enable_chunk_level_language_detection": False,
+        "audio_length_sec": round(t + 0.3, 2),
+        "next_partial": None,
+        "pipeline_latency": None,
+    }
+    return json.dumps(msg)
+
+
+def parse_existing(raw: str, offset: float) -> list[TimedString]:
+    """orjson plus the walk the existing plugin does (type check, segments, words)."""
+    data = orjson.loads(raw)
+    if data.get("type", "transcription") != "transcription":
+        return []
+    words = []
+    for seg in data.get("segments", []):
+        wts = seg.get("word_timestamps") or []
+        if wts:
+            for w in wts:
+                words.append(
+                    TimedString(
+                        text=w.get("word", "").strip(),
+                        start_time=w.get("start_time", 0.0) + offset,
+                        end_time=w.get("end_time", 0.0) + offset,
+                        confidence=w.get("prob", 0.0),
+                        start_time_offset=offset,
+                    )
+                )
+        else:
+            words.append(
+                TimedString(
+                    text=seg.get("text", "").strip(),
+                    start_time=seg.get("start_time", 0.0) + offset,
+                    end_time=seg.get("end_time", 0.0) + offset,
+                    start_time_offset=offset,
+                )
+            )
+    " ".join(seg.get("text", "").strip() for seg in data.get("segments", []))
+    return words
+
+
+def parse_native(raw: str, offset: float) -> list[TimedString]:
+    msg = _native.parse_message(raw, offset)
+    assert isinstance(msg, _native.Transcription)
+    return msg.words
+
+
+@dataclass
+class Pair:
+    name: str
+    existing: Callable[[], object]
+    native: Callable[[], object]
+    target: str
+
+
+def time_per_call(fn: Callable[[], object], n: int) -> float:
+    start = time.perf_counter_ns()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter_ns() - start) / n / 1000.0
+
+
+def pairs() -> list[Pair]:
+    out = []
+    for rate, target in ((16000, ">= 5x"), (24000, ">= 10x"), (48000, ">= 10x")):
+        frame = tone_frame(rate)
+        existing, native = send_path_existing(rate), send_path_native(rate)
+        out.append(
+            Pair(
+                f"send path, 20 ms frame at {rate // 1000} kHz",
+                lambda f=frame, e=existing: e(f),  # type: ignore[misc]
+                lambda f=frame, n=native: n(f),  # type: ignore[misc]
+                target,
+            )
+        )
+    pcm = tone_frame(16000).data.tobytes()[:1024]
+    out.append(
+        Pair(
+            "mu-law encode, 512 samples",
+            lambda: audioop.lin2ulaw(pcm, 2),
+            lambda: _native.mulaw_encode(pcm),
+            ">= 1x",
+        )
+    )
+    ulaw = audioop.lin2ulaw(pcm, 2)
+    out.append(
+        Pair(
+            "mu-law decode, 512 bytes",
+            lambda: audioop.ulaw2lin(ulaw, 2),
+            lambda: _native.mulaw_decode(ulaw),
+            "(none)",
+        )
+    )
+    for words, is_final, label in ((12, False, "12-word partial"), (40, True, "40-word final")):
+        raw = transcript_message(words, is_final)
+        assert [str(w) for w in parse_existing(raw, 1.0)] == [
+            str(w) for w in parse_native(raw, 1.0)
+        ]
+        out.append(
+            Pair(
+                f"parse + timed words, {label}",
+                lambda r=raw: parse_existing(r, 1.0),  # type: ignore[misc]
+                lambda r=raw: parse_native(r, 1.0),  # type: ignore[misc]
+                ">= 1.5x",
+            )
+        )
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny run that only proves it works")
+    parser.add_argument("--trials", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=20000)
+    args = parser.parse_args()
+    trials, calls = (2, 200) if args.quick else (args.trials, args.calls)
+
+    print(f"Python {sys.version.split()[0]}, {trials} trials x {calls} calls, medians in us/call\n")
+    print("| hot path | existing (us) | native (us) | speed-up | target |")
+    print("|---|---:|---:|---:|---|")
+    for pair in pairs():
+        ex, na = [], []
+        for _ in range(trials):
+            ex.append(time_per_call(pair.existing, calls))
+            na.append(time_per_call(pair.native, calls))
+        e, n = statistics.median(ex), statistics.median(na)
+        print(f"| {pair.name} | {e:.2f} | {n:.2f} | {e / n:.1f}x | {pair.target} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""The distribution: a drop-in for the existing plugin, sharing LiveKit's namespace packages."""
+
+import importlib.metadata
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import livekit
+import livekit.plugins
+import pytest
+import tomllib
+from livekit.agents import Plugin
+from livekit.plugins import baseten, openai
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_livekit_and_livekit_plugins_stay_namespace_packages() -> None:
+    assert getattr(livekit, "__file__", None) is None
+    assert getattr(livekit.plugins, "__file__", None) is None
+    # Our package and another plugin installed beside it both resolve through the namespace.
+    assert Path(baseten.__file__).parent.name == "baseten"
+    assert Path(openai.__file__).parent.name == "openai"
+    for folder in (ROOT / "python" / "livekit", ROOT / "python" / "livekit" / "plugins"):
+        assert not (folder / "__init__.py").exists()
+
+
+def test_plugin_is_registered_with_livekit_agents() -> None:
+    ours = [p for p in Plugin.registered_plugins if p.package == "livekit.plugins.baseten"]
+    assert len(ours) == 1
+    assert (ours[0].title, ours[0].version) == ("livekit.plugins.baseten", baseten.__version__)
+
+
+def test_version_agrees_everywhere() -> None:
+    cargo = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["package"]["version"]
+    assert baseten.__version__ == cargo == importlib.metadata.version("livekit-plugins-baseten")
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel CI built (BASETEN_WHEEL), or one built here with maturin."""
+    if path := os.environ.get("BASETEN_WHEEL"):
+        return Path(path)
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "maturin", "build", "--out", str(out), "--quiet"],
+        cwd=ROOT,
+        check=True,
+    )
+    (found,) = out.glob("*.whl")
+    return found
+
+
+def test_wheel_is_abi3_and_holds_no_namespace_init(wheel: Path) -> None:
+    assert re.search(r"-cp310-abi3-", wheel.name), wheel.name
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "livekit/__init__.py" not in names
+    assert "livekit/plugins/__init__.py" not in names
+    package = {n for n in names if n.startswith("livekit/plugins/baseten/")}
+    for expected in ("__init__.py", "_native.pyi", "py.typed", "version.py"):
+        assert f"livekit/plugins/baseten/{expected}" in package
+    assert any(re.fullmatch(r"livekit/plugins/baseten/_native\.abi3\.so", n) for n in package)
+
+
+def test_native_vs_python_benchmark_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benches" / "native_vs_python.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [line for line in result.stdout.splitlines() if re.match(r"\| \w", line)]
+    assert len(rows) == 8, result.stdout  # header + 7 hot paths

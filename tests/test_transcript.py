@@ -1,0 +1,144 @@
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from livekit.agents.types import NOT_GIVEN, TimedString
+from livekit.plugins.baseten import _native
+
+FINAL = {
+    "type": "transcription",
+    "is_final": True,
+    "transcription_num": 3,
+    "segments": [
+        {
+            "start_time": 1.5,
+            "end_time": 2.75,
+            "text": " Hello  world.",
+            "log_prob": -0.2,
+            "word_timestamps": [
+                {
+                    "word": " Hello",
+                    "start_time": 1.5,
+                    "end_time": 1.9,
+                    "prob": 0.9,
+                    "speaker": None,
+                },
+                {
+                    "word": " world.",
+                    "start_time": 2.0,
+                    "end_time": 2.75,
+                    "prob": 0.7,
+                    "speaker": None,
+                },
+            ],
+            "speaker": None,
+            "language_code": "en",
+        },
+        {"start_time": 3.0, "end_time": 4.0, "text": " Bye", "word_timestamps": []},
+    ],
+    "language_code": None,
+    "language_prob": None,
+    "diarization": [],
+    "audio_length_sec": 4.2,
+    "next_partial": None,
+    "is_end_of_audio_flush": True,
+}
+
+
+def parse_transcription(msg: object, offset: float = 0.0) -> _native.Transcription:
+    parsed = _native.parse_message(json.dumps(msg), offset)
+    assert isinstance(parsed, _native.Transcription)
+    return parsed
+
+
+def test_final_with_words_and_a_wordless_segment() -> None:
+    t = parse_transcription(FINAL, 10.0)
+    # The top-level language is null: the first segment's fills in.
+    assert (t.is_final, t.text, t.language) == (True, "Hello world. Bye", "en")
+    assert (t.start, t.end) == (11.5, 14.0)
+    assert (t.audio_length_sec, t.is_end_of_audio_flush, t.transcription_num) == (4.2, True, 3)
+    assert t.confidence == pytest.approx(0.8)
+    expected = [
+        TimedString(
+            "Hello", start_time=11.5, end_time=11.9, confidence=0.9, start_time_offset=10.0
+        ),
+        TimedString(
+            "world.", start_time=12.0, end_time=12.75, confidence=0.7, start_time_offset=10.0
+        ),
+        TimedString("Bye", start_time=13.0, end_time=14.0, start_time_offset=10.0),
+    ]
+    for ours, theirs in zip(t.words, expected, strict=True):
+        assert type(ours) is TimedString
+        assert str(ours) == str(theirs)
+        assert vars(ours) == vars(theirs)
+    assert t.words[2].confidence is NOT_GIVEN
+
+
+def test_partial_with_language_and_no_segments() -> None:
+    msg = {"type": "transcription", "is_final": False, "segments": [], "language_code": "de"}
+    t = parse_transcription(msg)
+    assert (t.is_final, t.text, t.language, t.words, t.confidence) == (False, "", "de", [], None)
+
+
+def test_control_and_error_messages() -> None:
+    end = _native.parse_message('{"type":"end_audio","body":{"status":"finished"}}')
+    assert isinstance(end, _native.EndAudio) and end.status == "finished"
+    health = _native.parse_message(
+        '{"type":"health_check","body":{"healthy":true,"partial_interval":0.5}}'
+    )
+    assert isinstance(health, _native.HealthCheck)
+    assert (health.healthy, health.partial_interval) == (True, 0.5)
+    err = _native.parse_message(
+        '{"type":"error","body":{"error_type":"AUDIO_PROCESSING_ERROR","message":"bad frame",'
+        '"stream_id":"s","recoverable":false}}'
+    )
+    assert isinstance(err, _native.ServerError)
+    assert (err.error_type, err.message, err.stream_id, err.recoverable) == (
+        "AUDIO_PROCESSING_ERROR",
+        "bad frame",
+        "s",
+        False,
+    )
+    other = _native.parse_message('{"type":"session.created","body":[1,2]}')
+    assert isinstance(other, _native.UnknownMessage) and other.kind == "session.created"
+
+
+def test_an_error_with_a_badly_typed_body_is_still_an_error() -> None:
+    err = _native.parse_message('{"type":"error","body":{"recoverable":"no","message":5}}')
+    assert isinstance(err, _native.ServerError)
+    assert err.recoverable is False
+    assert err.message
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "{", "[]", "null", '{"is_final":"yes"}', '{"segments":[{"start_time":"x"}]}']
+)
+def test_malformed_messages_are_value_errors(bad: str) -> None:
+    with pytest.raises(ValueError, match="malformed server message"):
+        _native.parse_message(bad)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.sampled_from([*list(FINAL), "transcript", "body"]), json_values))
+def test_any_json_object_parses_or_is_a_value_error(msg: dict[str, object]) -> None:
+    try:
+        parsed = _native.parse_message(json.dumps(msg))
+    except ValueError:
+        return
+    if isinstance(parsed, _native.Transcription):
+        assert all(0.0 <= w.start_time <= w.end_time for w in parsed.words)  # type: ignore[operator]
+
+
+@given(st.text())
+def test_any_text_parses_or_is_a_value_error(text: str) -> None:
+    try:
+        _native.parse_message(text)
+    except ValueError:
+        pass
