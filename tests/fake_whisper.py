@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,15 +151,16 @@ class FakeWhisperServer:
         self._hangs: list[asyncio.Future[None]] = []
         self.url = ""
 
-    async def start(self) -> FakeWhisperServer:
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> FakeWhisperServer:
         app = web.Application()
         app.router.add_get("/v1/websocket", self._handle)
         self._runner = web.AppRunner(app, shutdown_timeout=0.1)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"ws://127.0.0.1:{port}/v1/websocket"
+        scheme = "wss" if ssl_context else "ws"
+        self.url = f"{scheme}://127.0.0.1:{port}/v1/websocket"
         return self
 
     async def close(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
+import ssl
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
+import trustme
 from livekit import rtc
 from livekit.agents import (
     APIConnectionError,
@@ -513,6 +515,41 @@ async def test_closing_the_stt_closes_its_streams(
     await engine.aclose()
     with pytest.raises(RuntimeError, match=r"is closed|input ended"):
         push(stream, tone(16000, 0.1), 16000)
+
+
+@pytest.fixture(scope="module")
+def tls_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+async def test_tls_is_verified_by_default(tls_ca: trustme.CA, http: aiohttp.ClientSession) -> None:
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    server = await FakeWhisperServer().start(ssl_context=server_ctx)
+    try:
+        stream = make_stt(server, http).stream(conn_options=APIConnectOptions(max_retry=3))
+        with pytest.raises(APIConnectionError, match=r"certificate .* failed verification") as info:
+            await collect(stream)
+        assert not info.value.retryable
+        assert server.sessions == []
+
+        # Trusting the CA is done the usual aiohttp way: an http_session whose connector has it.
+        client_ctx = ssl.create_default_context()
+        tls_ca.configure_trust(client_ctx)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ctx)) as trusted:
+            stream = make_stt(server, trusted).stream()
+            stream.end_input()
+            await collect(stream)
+        assert len(server.sessions) == 1
+    finally:
+        await server.close()
+
+
+def test_plaintext_to_another_host_warns(caplog: pytest.LogCaptureFixture) -> None:
+    baseten.STT(api_key=KEY, model_endpoint="ws://127.0.0.1:9/ws")
+    assert "plaintext" not in caplog.text
+    baseten.STT(api_key=KEY, model_endpoint="ws://baseten.example/ws")
+    assert "plaintext ws://" in caplog.text and KEY not in caplog.text
 
 
 # -- configuration ---------------------------------------------------------------------------

@@ -91,13 +91,17 @@ impl<'py> Pcm<'py> {
     }
 }
 
-/// Splits concatenated frames into one `bytes` per frame.
-fn frames_to_list<'py>(
+/// Runs `fill` on a cleared scratch buffer, then returns what it appended as one `bytes` per
+/// frame.
+fn frames_from<'py>(
     py: Python<'py>,
-    data: &[u8],
+    scratch: &mut Vec<u8>,
     frame_bytes: usize,
+    fill: impl FnOnce(&mut Vec<u8>),
 ) -> PyResult<Bound<'py, PyList>> {
-    PyList::new(py, data.chunks(frame_bytes).map(|f| PyBytes::new(py, f)))
+    scratch.clear();
+    fill(scratch);
+    PyList::new(py, scratch.chunks(frame_bytes).map(|f| PyBytes::new(py, f)))
 }
 
 /// The per-stream send path: int16 PCM at any rate and channel count in, Baseten wire frames
@@ -164,16 +168,20 @@ impl SendPipeline {
         pcm: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
         let pcm = Pcm::extract(pcm)?;
-        self.scratch.clear();
-        pcm.with_slice(|data| self.inner.push(data, &mut self.scratch));
-        frames_to_list(py, &self.scratch, self.inner.encoding().frame_bytes())
+        let inner = &mut self.inner;
+        let frame_bytes = inner.encoding().frame_bytes();
+        frames_from(py, &mut self.scratch, frame_bytes, |out| {
+            pcm.with_slice(|data| inner.push(data, out));
+        })
     }
 
     #[pyo3(signature = (pad = true))]
     fn flush<'py>(&mut self, py: Python<'py>, pad: bool) -> PyResult<Bound<'py, PyList>> {
-        self.scratch.clear();
-        self.inner.flush(pad, &mut self.scratch);
-        frames_to_list(py, &self.scratch, self.inner.encoding().frame_bytes())
+        let inner = &mut self.inner;
+        let frame_bytes = inner.encoding().frame_bytes();
+        frames_from(py, &mut self.scratch, frame_bytes, |out| {
+            inner.flush(pad, out);
+        })
     }
 }
 
@@ -210,16 +218,20 @@ impl Rebuffer {
         data: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
         let data = Pcm::extract(data)?;
-        self.scratch.clear();
-        data.with_slice(|d| self.inner.push(d, &mut self.scratch));
-        frames_to_list(py, &self.scratch, self.inner.frame_bytes())
+        let inner = &mut self.inner;
+        let frame_bytes = inner.frame_bytes();
+        frames_from(py, &mut self.scratch, frame_bytes, |out| {
+            data.with_slice(|d| inner.push(d, out));
+        })
     }
 
     #[pyo3(signature = (pad = false))]
     fn flush<'py>(&mut self, py: Python<'py>, pad: bool) -> PyResult<Bound<'py, PyList>> {
-        self.scratch.clear();
-        self.inner.flush(pad, &mut self.scratch);
-        frames_to_list(py, &self.scratch, self.inner.frame_bytes())
+        let inner = &mut self.inner;
+        let frame_bytes = inner.frame_bytes();
+        frames_from(py, &mut self.scratch, frame_bytes, |out| {
+            inner.flush(pad, out);
+        })
     }
 
     fn clear(&mut self) {

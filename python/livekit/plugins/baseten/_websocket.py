@@ -42,8 +42,9 @@ async def connect(
     """Opens `url` with Baseten's `Authorization: Api-Key` header, TLS verified.
 
     Raises `APIStatusError` with the HTTP status when the handshake is refused (401, 403 and
-    404 are not retryable; 429 and 5xx are), `APITimeoutError` after `timeout` seconds, and a
-    retryable `APIConnectionError` for network failures. The errors are raised outside the
+    404 are not retryable; 429 and 5xx are), `APITimeoutError` after `timeout` seconds, a
+    retryable `APIConnectionError` for network failures and a non-retryable one for a
+    certificate that fails verification. The errors are raised outside the
     `except` blocks, so they carry no `__context__`: aiohttp's exceptions hold the request
     headers, and with them the API key.
     """
@@ -58,6 +59,12 @@ async def connect(
                 max_msg_size=max_msg_size,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT_S),
             )
+    except aiohttp.ClientConnectorCertificateError as e:
+        # A certificate that fails verification will fail again: not retryable.
+        error = APIConnectionError(
+            f"TLS certificate of {url} failed verification: {e.certificate_error}",
+            retryable=False,
+        )
     except aiohttp.WSServerHandshakeError as e:
         error = APIStatusError(
             f"Baseten refused the WebSocket handshake to {url}: HTTP {e.status}",

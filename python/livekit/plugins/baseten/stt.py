@@ -43,6 +43,7 @@ from livekit.agents import (
 from livekit.agents.language import LanguageCode
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import AudioBuffer, is_given
+from typing_extensions import TypedDict, Unpack
 
 from . import _native
 from ._endpoint import CHAIN_WS_URL, TRUSS_WS_URL, resolve_api_key, resolve_endpoint
@@ -74,6 +75,18 @@ MAX_MESSAGE_BYTES = 1 << 20
 HEALTHY_CONNECTION_S = 60.0
 
 _BUFFER_SIZE_SECONDS = FRAME_SECONDS
+
+
+class STTOptionChanges(TypedDict, total=False):
+    """What `update_options` may change; the existing plugin's six, plus `prompt`."""
+
+    vad_threshold: NotGivenOr[float]
+    vad_min_silence_duration_ms: NotGivenOr[int]
+    vad_speech_pad_ms: NotGivenOr[int]
+    language: NotGivenOr[str]
+    language_options: NotGivenOr[list[str]]
+    prompt: NotGivenOr[str | None]
+    buffer_size_seconds: NotGivenOr[float]
 
 
 class STT(stt.STT[None]):
@@ -255,31 +268,12 @@ class STT(stt.STT[None]):
             alternatives=[_join(finals, stream.language)],
         )
 
-    def update_options(
-        self,
-        *,
-        vad_threshold: NotGivenOr[float] = NOT_GIVEN,
-        vad_min_silence_duration_ms: NotGivenOr[int] = NOT_GIVEN,
-        vad_speech_pad_ms: NotGivenOr[int] = NOT_GIVEN,
-        language: NotGivenOr[str] = NOT_GIVEN,
-        language_options: NotGivenOr[list[str]] = NOT_GIVEN,
-        prompt: NotGivenOr[str | None] = NOT_GIVEN,
-        buffer_size_seconds: NotGivenOr[float] = NOT_GIVEN,
-    ) -> None:
-        """Changes options for new streams and for every live stream (which reconnect with
-        the new metadata, keeping the audio already pushed)."""
-        changes = _OptionChanges(
-            vad_threshold=vad_threshold,
-            vad_min_silence_duration_ms=vad_min_silence_duration_ms,
-            vad_speech_pad_ms=vad_speech_pad_ms,
-            language=language,
-            language_options=language_options,
-            prompt=prompt,
-            buffer_size_seconds=buffer_size_seconds,
-        )
-        self._opts = changes.apply(self._opts)
+    def update_options(self, **changes: Unpack[STTOptionChanges]) -> None:
+        """Changes options (any of `STTOptionChanges`) for new streams and for every live
+        stream, which reconnect with the new metadata, keeping the audio already pushed."""
+        self._opts = _apply_changes(self._opts, changes)
         for stream in list(self._streams):
-            stream._apply(changes)
+            stream.update_options(**changes)
 
     async def aclose(self) -> None:
         await asyncio.gather(*(s.aclose() for s in list(self._streams)))
@@ -396,33 +390,10 @@ class SpeechStream(stt.SpeechStream):
         super().end_input()  # flush() then close the input channel
         self._outbox.notify()
 
-    def update_options(
-        self,
-        *,
-        vad_threshold: NotGivenOr[float] = NOT_GIVEN,
-        vad_min_silence_duration_ms: NotGivenOr[int] = NOT_GIVEN,
-        vad_speech_pad_ms: NotGivenOr[int] = NOT_GIVEN,
-        language: NotGivenOr[str] = NOT_GIVEN,
-        language_options: NotGivenOr[list[str]] = NOT_GIVEN,
-        prompt: NotGivenOr[str | None] = NOT_GIVEN,
-        buffer_size_seconds: NotGivenOr[float] = NOT_GIVEN,
-    ) -> None:
+    def update_options(self, **changes: Unpack[STTOptionChanges]) -> None:
         """Reconnects with new metadata. The current connection finishes first (end_audio,
         its last transcripts), and audio pushed meanwhile waits for the new one."""
-        self._apply(
-            _OptionChanges(
-                vad_threshold=vad_threshold,
-                vad_min_silence_duration_ms=vad_min_silence_duration_ms,
-                vad_speech_pad_ms=vad_speech_pad_ms,
-                language=language,
-                language_options=language_options,
-                prompt=prompt,
-                buffer_size_seconds=buffer_size_seconds,
-            )
-        )
-
-    def _apply(self, changes: _OptionChanges) -> None:
-        self._opts = changes.apply(self._opts)
+        self._opts = _apply_changes(self._opts, changes)
         self._options_changed = True
         self._outbox.notify()
 
@@ -645,37 +616,25 @@ def _check_buffer_size(buffer_size_seconds: float) -> None:
         )
 
 
-@dataclasses.dataclass(frozen=True)
-class _OptionChanges:
-    """The options `update_options` may change; NOT_GIVEN leaves one as it is."""
-
-    vad_threshold: NotGivenOr[float]
-    vad_min_silence_duration_ms: NotGivenOr[int]
-    vad_speech_pad_ms: NotGivenOr[int]
-    language: NotGivenOr[str]
-    language_options: NotGivenOr[list[str]]
-    prompt: NotGivenOr[str | None]
-    buffer_size_seconds: NotGivenOr[float]
-
-    def apply(self, opts: STTOptions) -> STTOptions:
-        """A validated copy of `opts` with these changes."""
-        if is_given(self.buffer_size_seconds):
-            _check_buffer_size(self.buffer_size_seconds)
-        new = dataclasses.replace(opts, language_options=list(opts.language_options))
-        if is_given(self.vad_threshold):
-            new.vad_threshold = self.vad_threshold
-        if is_given(self.vad_min_silence_duration_ms):
-            new.vad_min_silence_duration_ms = self.vad_min_silence_duration_ms
-        if is_given(self.vad_speech_pad_ms):
-            new.vad_speech_pad_ms = self.vad_speech_pad_ms
-        if is_given(self.language):
-            new.language = whisper_language(self.language)
-        if is_given(self.language_options):
-            new.language_options = [whisper_language(lang) for lang in self.language_options]
-        if is_given(self.prompt):
-            new.prompt = self.prompt
-        check_options(new)
-        return new
+def _apply_changes(opts: STTOptions, changes: STTOptionChanges) -> STTOptions:
+    """A validated copy of `opts` with `changes` (NOT_GIVEN values are ignored)."""
+    new = dataclasses.replace(opts, language_options=list(opts.language_options))
+    if is_given(size := changes.get("buffer_size_seconds", NOT_GIVEN)):
+        _check_buffer_size(size)
+    if is_given(threshold := changes.get("vad_threshold", NOT_GIVEN)):
+        new.vad_threshold = threshold
+    if is_given(silence := changes.get("vad_min_silence_duration_ms", NOT_GIVEN)):
+        new.vad_min_silence_duration_ms = silence
+    if is_given(pad := changes.get("vad_speech_pad_ms", NOT_GIVEN)):
+        new.vad_speech_pad_ms = pad
+    if is_given(language := changes.get("language", NOT_GIVEN)):
+        new.language = whisper_language(language)
+    if is_given(options := changes.get("language_options", NOT_GIVEN)):
+        new.language_options = [whisper_language(code) for code in options]
+    if is_given(prompt := changes.get("prompt", NOT_GIVEN)):
+        new.prompt = prompt
+    check_options(new)
+    return new
 
 
 def _as_api_error(e: BaseException | None, doing: str) -> APIError:
