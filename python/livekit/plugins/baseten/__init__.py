@@ -19,16 +19,21 @@ The per-stream audio and transcript hot paths run in a Rust extension (`_native`
 
 from livekit.agents import Plugin
 
+from .llm import LLM
 from .log import logger
 from .models import LLMModels, STTModels, TTSModels, TTSVoices
 from .stt import STT, SpeechStream
+from .tts import TTS, SynthesizeStream
 from .version import __version__
 
 __all__ = [
+    "LLM",
     "STT",
+    "TTS",
     "LLMModels",
     "STTModels",
     "SpeechStream",
+    "SynthesizeStream",
     "TTSModels",
     "TTSVoices",
     "__version__",

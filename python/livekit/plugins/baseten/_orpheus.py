@@ -1,0 +1,161 @@
+# Copyright 2025 LiveKit, Inc.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The client side of Baseten's Orpheus TTS protocols: what is sent, and how what comes back
+is read. See `baseten-protocols.md` section 2."""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+
+from livekit.agents import tokenize
+
+SAMPLE_RATE = 24000
+NUM_CHANNELS = 1
+END_OF_INPUT = "__END__"
+# The predict server refused prompts over 6144 characters (HTTP 400); longer text is split at
+# sentence boundaries into requests below this.
+MAX_PROMPT_CHARS = 6000
+# A generous budget for generating speech, per character of prompt, on top of the connect
+# timeout: Orpheus speaks about 15 characters a second and generates faster than real time.
+SECONDS_PER_CHAR = 0.1
+
+
+@dataclass
+class OrpheusOptions:
+    voice: str
+    temperature: float
+    max_tokens: int
+    buffer_size: int
+
+    def websocket_metadata(self) -> str:
+        """The first message on the WebSocket: only what the server reads."""
+        return json.dumps(
+            {
+                "voice": self.voice,
+                "max_tokens": self.max_tokens,
+                "buffer_size": self.buffer_size,
+                "temperature": self.temperature,
+            }
+        )
+
+    def predict_body(self, prompt: str, request_id: str) -> dict[str, object]:
+        """The JSON body of one predict request: only what the server reads."""
+        return {
+            "prompt": prompt,
+            "voice": self.voice,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "request_id": request_id,
+        }
+
+
+class WordChunker:
+    """Re-chunks LLM tokens ("Hel", "lo wor", "ld") into whole words: the WebSocket server
+    splits every message on whitespace and counts each piece as a word, so fragments would
+    be spoken apart. A partial last word is held until whitespace, a flush or the end."""
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def push(self, token: str) -> str:
+        """The whole words `token` completes, space-separated ("" when none)."""
+        text = self._held + token
+        words = text.split()
+        if words and not text[-1].isspace():
+            self._held = words.pop()  # the last word may go on in the next token
+        else:
+            self._held = ""
+        return " ".join(words)
+
+    def flush(self) -> str:
+        """The held partial word, if any."""
+        held, self._held = self._held.strip(), ""
+        return held
+
+
+class WavHeaderStripper:
+    """Removes the RIFF/WAVE header older predict servers put before the PCM (size fields 0,
+    since they stream), even when it arrives split across chunks. Newer servers send bare
+    PCM, which passes through untouched."""
+
+    def __init__(self) -> None:
+        self._head = b""
+        self._done = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._done:
+            return chunk
+        self._head += chunk
+        if len(self._head) < 12 and b"RIFF".startswith(self._head[:4]):
+            return b""  # could still be a header
+        if not (self._head.startswith(b"RIFF") and self._head[8:12] == b"WAVE"):
+            return self._release(self._head)
+        # Walk the chunks after "WAVE" up to "data": the PCM starts right after its header.
+        offset = 12
+        while offset + 8 <= len(self._head):
+            chunk_id = self._head[offset : offset + 4]
+            (size,) = struct.unpack_from("<I", self._head, offset + 4)
+            if chunk_id == b"data":
+                return self._release(self._head[offset + 8 :])
+            offset += 8 + size + (size & 1)
+            if offset > 4096:  # not a header we understand: keep the bytes
+                return self._release(self._head)
+        return b""
+
+    def _release(self, data: bytes) -> bytes:
+        self._done = True
+        self._head = b""
+        return data
+
+
+def split_prompt(text: str, limit: int = MAX_PROMPT_CHARS) -> list[str]:
+    """`text` in pieces of at most `limit` characters, cut between sentences (or, for a
+    sentence longer than the limit, between words)."""
+    if len(text) <= limit:
+        return [text]
+    pieces: list[str] = []
+    current = ""
+    for sentence in tokenize.basic.SentenceTokenizer().tokenize(text):
+        for part in _split_long(sentence, limit):
+            if current and len(current) + 1 + len(part) > limit:
+                pieces.append(current)
+                current = ""
+            current = f"{current} {part}" if current else part
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def _split_long(sentence: str, limit: int) -> list[str]:
+    if len(sentence) <= limit:
+        return [sentence]
+    parts: list[str] = []
+    current = ""
+    for word in sentence.split():
+        while len(word) > limit:  # a "word" longer than the limit: cut it
+            if current:
+                parts.append(current)
+                current = ""
+            parts.append(word[:limit])
+            word = word[limit:]
+        if current and len(current) + 1 + len(word) > limit:
+            parts.append(current)
+            current = ""
+        current = f"{current} {word}" if current else word
+    if current:
+        parts.append(current)
+    return parts

@@ -1,0 +1,409 @@
+# Copyright 2025 LiveKit, Inc.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Text-to-speech with Orpheus on Baseten, over WebSocket (streaming) or HTTP predict.
+
+The endpoint's scheme picks the protocol: ``wss://`` streams text in and audio out on one
+socket per utterance; ``https://`` posts the whole text and streams the audio back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import weakref
+from typing import Literal
+
+import aiohttp
+from livekit.agents import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    APIConnectionError,
+    APIConnectOptions,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    tokenize,
+    tts,
+    utils,
+)
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
+from livekit.agents.utils import is_given
+
+from ._endpoint import CHAIN_WS_URL, TRUSS_WS_URL, resolve_api_key, resolve_endpoint
+from ._orpheus import (
+    END_OF_INPUT,
+    NUM_CHANNELS,
+    SAMPLE_RATE,
+    SECONDS_PER_CHAR,
+    OrpheusOptions,
+    WavHeaderStripper,
+    WordChunker,
+    split_prompt,
+)
+from ._websocket import connect
+from .models import TTSModels, TTSVoices
+
+TRUSS_PREDICT_URL = "https://model-{model_id}.api.baseten.co/environments/production/predict"
+CHAIN_PREDICT_URL = "https://chain-{chain_id}.api.baseten.co/environments/production/run_remote"
+# The WebSocket server sends audio only; a text message is an error report, never large.
+MAX_MESSAGE_BYTES = 1 << 20
+DEFAULT_BUFFER_SIZE = 10
+
+Transport = Literal["websocket", "predict"]
+
+
+class TTS(tts.TTS[None]):
+    def __init__(
+        self,
+        *,
+        model: TTSModels = "orpheus",
+        api_key: str | None = None,
+        model_endpoint: str | None = None,
+        model_id: str | None = None,
+        chain_id: str | None = None,
+        transport: NotGivenOr[Transport] = NOT_GIVEN,
+        voice: NotGivenOr[TTSVoices | str] = NOT_GIVEN,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        temperature: float = 0.6,
+        max_tokens: int = 2000,
+        buffer_size: NotGivenOr[int] = NOT_GIVEN,
+        http_session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        """Baseten Orpheus text-to-speech, 24 kHz mono.
+
+        The endpoint, in priority order: ``model_endpoint``; ``model_id`` or ``chain_id``
+        (built for ``transport``); the ``BASETEN_MODEL_ENDPOINT`` environment variable.
+        ``wss://`` endpoints stream (``orpheus-3b-websockets`` trusses), ``https://`` ones use
+        predict (``orpheus-best-performance`` trusses). URLs built from ids:
+
+        - websocket (the default): ``wss://model-{id}.api.baseten.co/environments/production/websocket``
+          (``chain-{id}`` for chains)
+        - predict: ``https://model-{id}.api.baseten.co/environments/production/predict``
+          (``https://chain-{id}.../environments/production/run_remote`` for chains)
+
+        Args:
+            model: only ``"orpheus"``: this plugin speaks Baseten's Orpheus protocols.
+            transport: ``"websocket"`` or ``"predict"``, for URLs built from ``model_id`` or
+                ``chain_id``; with ``model_endpoint`` it must agree with the scheme.
+            voice: an Orpheus voice (tara, leah, jess, leo, dan, mia, zac, zoe) or another
+                name the deployment knows; default ``"tara"``.
+            language: Orpheus' voices are English; only ``"en"`` is accepted.
+            temperature: sampling temperature (both transports).
+            max_tokens: cap on generated audio tokens per request (both transports).
+            buffer_size: words the WebSocket server gathers before generating when no
+                sentence has ended (default 10); WebSocket endpoints only.
+            http_session: the aiohttp session to use; defaults to the job's.
+        """
+        if model != "orpheus":
+            raise ValueError(
+                f"model {model!r} is not supported: this plugin speaks Baseten's Orpheus "
+                "protocols (model='orpheus')"
+            )
+        if is_given(language) and language.split("-")[0].lower() not in ("en", "english"):
+            raise ValueError(f"Orpheus' voices are English; language {language!r} is not offered")
+        if is_given(transport) and transport not in ("websocket", "predict"):
+            raise ValueError(f"transport must be 'websocket' or 'predict', got {transport!r}")
+        websocket = transport != "predict"
+        endpoint = resolve_endpoint(
+            model_endpoint=model_endpoint,
+            model_id=model_id,
+            chain_id=chain_id,
+            truss_template=TRUSS_WS_URL if websocket else TRUSS_PREDICT_URL,
+            chain_template=CHAIN_WS_URL if websocket else CHAIN_PREDICT_URL,
+            schemes=("wss", "ws", "https", "http"),
+        )
+        streaming = endpoint.startswith(("wss://", "ws://"))
+        if is_given(transport) and (transport == "websocket") != streaming:
+            raise ValueError(f"transport={transport!r} does not match the endpoint {endpoint!r}")
+        if is_given(buffer_size) and not streaming:
+            raise ValueError("buffer_size applies to WebSocket endpoints only")
+        super().__init__(
+            capabilities=tts.TTSCapabilities(streaming=streaming),
+            sample_rate=SAMPLE_RATE,
+            num_channels=NUM_CHANNELS,
+        )
+        self._api_key = resolve_api_key(api_key)
+        self._endpoint = endpoint
+        self._opts = OrpheusOptions(
+            voice=voice if is_given(voice) else "tara",
+            temperature=temperature,
+            max_tokens=max_tokens,
+            buffer_size=buffer_size if is_given(buffer_size) else DEFAULT_BUFFER_SIZE,
+        )
+        _check_options(self._opts)
+        self._session = http_session
+        self._streams: weakref.WeakSet[SynthesizeStream] = weakref.WeakSet()
+
+    @property
+    def model(self) -> str:
+        return "orpheus"
+
+    @property
+    def provider(self) -> str:
+        return "Baseten"
+
+    def __repr__(self) -> str:
+        return f"baseten.TTS(endpoint={self._endpoint!r}, voice={self._opts.voice!r})"
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = utils.http_context.http_session()
+        return self._session
+
+    def update_options(
+        self,
+        *,
+        voice: NotGivenOr[TTSVoices | str] = NOT_GIVEN,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        temperature: NotGivenOr[float] = NOT_GIVEN,
+        max_tokens: NotGivenOr[int] = NOT_GIVEN,
+        buffer_size: NotGivenOr[int] = NOT_GIVEN,
+    ) -> None:
+        """Changes options for the next synthesis (one already running keeps its own)."""
+        if is_given(language) and language.split("-")[0].lower() not in ("en", "english"):
+            raise ValueError(f"Orpheus' voices are English; language {language!r} is not offered")
+        if is_given(buffer_size) and not self.capabilities.streaming:
+            raise ValueError("buffer_size applies to WebSocket endpoints only")
+        opts = dataclasses.replace(self._opts)
+        if is_given(voice):
+            opts.voice = voice
+        if is_given(temperature):
+            opts.temperature = temperature
+        if is_given(max_tokens):
+            opts.max_tokens = max_tokens
+        if is_given(buffer_size):
+            opts.buffer_size = buffer_size
+        _check_options(opts)
+        self._opts = opts
+
+    def synthesize(
+        self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> tts.ChunkedStream:
+        if self.capabilities.streaming:
+            return self._synthesize_with_stream(text, conn_options=conn_options)
+        return ChunkedStream(tts=self, input_text=text, conn_options=conn_options)
+
+    def stream(
+        self, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> tts.SynthesizeStream:
+        if not self.capabilities.streaming:
+            # Predict takes whole text: synthesize sentence by sentence, as LiveKit's
+            # StreamAdapter does for every non-streaming TTS.
+            adapter = tts.StreamAdapter(
+                tts=self, sentence_tokenizer=tokenize.basic.SentenceTokenizer()
+            )
+            return adapter.stream(conn_options=conn_options)
+        stream = SynthesizeStream(tts=self, conn_options=conn_options)
+        self._streams.add(stream)
+        return stream
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(s.aclose() for s in list(self._streams)))
+
+
+class ChunkedStream(tts.ChunkedStream):
+    """One utterance over HTTP predict, its audio streamed into the emitter as it arrives."""
+
+    def __init__(self, *, tts: TTS, input_text: str, conn_options: APIConnectOptions) -> None:
+        super().__init__(tts=tts, input_text=input_text, conn_options=conn_options)
+        self._tts: TTS = tts
+        self._opts = dataclasses.replace(tts._opts)
+
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        request_id = utils.shortuuid()
+        output_emitter.initialize(
+            request_id=request_id,
+            sample_rate=SAMPLE_RATE,
+            num_channels=NUM_CHANNELS,
+            mime_type="audio/pcm",
+        )
+        session = self._tts._ensure_session()
+        timeout = self._conn_options.timeout
+        pushed = False
+        for prompt in split_prompt(self._input_text):
+            error: APIError | None = None
+            try:
+                async with session.post(
+                    self._tts._endpoint,
+                    json=self._opts.predict_body(prompt, request_id),
+                    headers={"Authorization": f"Api-Key {self._tts._api_key}"},
+                    # A total that grows with the text; sock_read catches a server that stops.
+                    timeout=aiohttp.ClientTimeout(
+                        total=timeout + SECONDS_PER_CHAR * len(prompt),
+                        sock_connect=timeout,
+                        sock_read=timeout,
+                    ),
+                ) as resp:
+                    if resp.status >= 400:
+                        body = (await resp.text(errors="replace"))[:2000]
+                        raise APIStatusError(
+                            f"Baseten TTS returned HTTP {resp.status}: {body}",
+                            status_code=resp.status,
+                            request_id=request_id,
+                            body=body,
+                        )
+                    stripper = WavHeaderStripper()
+                    async for chunk in resp.content.iter_any():
+                        if pcm := stripper.feed(chunk):
+                            output_emitter.push(pcm)
+                            pushed = True
+            except APIError as e:
+                error = e
+            except asyncio.TimeoutError:
+                error = APITimeoutError(f"Baseten TTS timed out after {timeout:g}s without data")
+            except aiohttp.ClientError as e:
+                error = APIConnectionError(f"Baseten TTS request failed: {type(e).__name__}: {e}")
+            if error is not None:
+                # After audio reached the listener a retry would repeat it: stop here.
+                if pushed:
+                    error.retryable = False
+                raise error
+        output_emitter.flush()
+
+
+class SynthesizeStream(tts.SynthesizeStream):
+    """One utterance over Orpheus' WebSocket: whole words in, 24 kHz PCM out as generated."""
+
+    def __init__(self, *, tts: TTS, conn_options: APIConnectOptions) -> None:
+        super().__init__(tts=tts, conn_options=conn_options)
+        self._tts: TTS = tts
+        self._opts = dataclasses.replace(tts._opts)
+
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        request_id = utils.shortuuid()
+        output_emitter.initialize(
+            request_id=request_id,
+            sample_rate=SAMPLE_RATE,
+            num_channels=NUM_CHANNELS,
+            mime_type="audio/pcm",
+            stream=True,
+        )
+        # Connect before the first text arrives: the handshake overlaps the LLM's first tokens.
+        ws = await connect(
+            self._tts._ensure_session(),
+            self._tts._endpoint,
+            api_key=self._tts._api_key,
+            timeout=self._conn_options.timeout,
+            max_msg_size=MAX_MESSAGE_BYTES,
+        )
+        ended = asyncio.Event()
+        sender = asyncio.create_task(self._send(ws, ended), name="baseten.TTS.send")
+        receiver = asyncio.create_task(
+            self._receive(ws, ended, output_emitter, request_id), name="baseten.TTS.recv"
+        )
+        try:
+            pending = {sender, receiver}
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if (error := task.exception()) is not None:
+                        raise _api_error(error)
+                if sender in done and not sender.result():
+                    return  # no text at all: nothing to synthesize, no segment
+                if receiver in done:
+                    break
+            output_emitter.end_segment()
+        finally:
+            await utils.aio.cancel_and_wait(sender, receiver)
+            await ws.close()
+
+    async def _send(self, ws: aiohttp.ClientWebSocketResponse, ended: asyncio.Event) -> bool:
+        """Sends the words; returns whether there was any text (and so a segment)."""
+        chunker = WordChunker()
+        started = False
+
+        async def send_words(words: str) -> None:
+            nonlocal started
+            if not words:
+                return
+            if not started:
+                started = True
+                self._mark_started()
+                await ws.send_str(self._opts.websocket_metadata())
+            await ws.send_str(words)
+
+        async for item in self._input_ch:
+            if isinstance(item, str):
+                await send_words(chunker.push(item))
+            else:  # a flush ends the (single) segment: Orpheus synthesizes once per socket
+                break
+        await send_words(chunker.flush())
+        if started:
+            await ws.send_str(END_OF_INPUT)
+        ended.set()
+        return started
+
+    async def _receive(
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        ended: asyncio.Event,
+        output_emitter: tts.AudioEmitter,
+        request_id: str,
+    ) -> None:
+        segment_started = False
+        while True:
+            # No deadline while text is still coming (the LLM sets the pace); once __END__ is
+            # out, the server must keep producing or close within the timeout.
+            timeout = self._conn_options.timeout if ended.is_set() else None
+            try:
+                msg = await ws.receive(timeout=timeout)
+            except asyncio.TimeoutError:
+                raise APITimeoutError(
+                    f"Baseten TTS sent nothing for {self._conn_options.timeout:g}s after the "
+                    "end of the text"
+                ) from None
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                if not segment_started:
+                    segment_started = True
+                    output_emitter.start_segment(segment_id=request_id)
+                output_emitter.push(msg.data)
+            elif msg.type == aiohttp.WSMsgType.TEXT:
+                raise APIStatusError(
+                    f"Baseten TTS error: {msg.data[:2000]}",
+                    status_code=500,
+                    request_id=request_id,
+                    body=msg.data[:2000],
+                )
+            elif msg.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSING,
+                aiohttp.WSMsgType.CLOSED,
+            ):
+                if ended.is_set():
+                    if not segment_started:  # text but no audio: still one (empty) segment
+                        output_emitter.start_segment(segment_id=request_id)
+                    return  # the server closes once it has spoken everything
+                raise APIConnectionError(
+                    f"Baseten TTS closed the connection early (code {ws.close_code})"
+                )
+            else:
+                raise APIConnectionError(f"Baseten TTS connection error: {ws.exception()}")
+
+
+def _check_options(opts: OrpheusOptions) -> None:
+    if not opts.voice:
+        raise ValueError("voice must not be empty")
+    if opts.max_tokens <= 0 or opts.buffer_size <= 0:
+        raise ValueError("max_tokens and buffer_size must be positive")
+    if not 0.0 < opts.temperature <= 2.0:
+        raise ValueError(f"temperature must be in (0, 2], got {opts.temperature}")
+
+
+def _api_error(e: BaseException) -> BaseException:
+    """What to raise for a task's exception: network failures become a retryable
+    APIConnectionError; anything else (a bug) is raised as itself, not disguised as a
+    retryable error."""
+    if isinstance(e, (aiohttp.ClientError, ConnectionError)):
+        return APIConnectionError(f"Baseten TTS connection lost: {type(e).__name__}: {e}")
+    return e
