@@ -109,6 +109,7 @@ class Behaviour:
     answer_end_audio: bool = True  # reply `finished` to end_audio
     answer_health_check: bool = True
     keep_audio: bool = True  # False: count frames without keeping them (long streams)
+    silent_sessions: int = 0  # the first N sessions read everything and answer nothing
 
 
 @dataclass
@@ -205,6 +206,7 @@ class _Recogniser:
         self, server: FakeWhisperServer, ws: web.WebSocketResponse, session: Session
     ) -> None:
         self.server, self.ws, self.session, self.b = server, ws, session, server.behaviour
+        self.silent = len(server.sessions) <= self.b.silent_sessions
         self.frames = 0
         self.utterance_start = 0  # frame index where the current utterance began
         self.num = 0
@@ -231,12 +233,16 @@ class _Recogniser:
                 self.frames += 1
                 self.server.frames_received += 1
                 self.server.progress.notify()
-                if not await self.after_frame():
+                if not self.silent and not await self.after_frame():
                     return
             elif msg.type == WSMsgType.TEXT:
-                if not await self.control(msg.data):
+                if self.silent:
+                    s.control.append(json.loads(msg.data))
+                    self.server.progress.notify()
+                elif not await self.control(msg.data):
                     return
         s.closed_by = s.closed_by or "client"
+        self.server.progress.notify()
 
     async def after_frame(self) -> bool:
         b, n = self.b, self.frames

@@ -22,6 +22,7 @@ from livekit.agents import (
     APITimeoutError,
     stt,
 )
+from livekit.agents.metrics import STTMetrics
 from livekit.agents.types import TimedString
 from livekit.plugins import baseten
 from livekit.plugins.baseten import _native
@@ -213,8 +214,14 @@ async def test_events_of_an_utterance_and_the_stream_ends_by_itself(
     server.behaviour.partial_every_frames = 10
     server.behaviour.final_every_frames = 30
     engine = make_stt(server, http)
-    metrics: list[object] = []
-    engine.on("metrics_collected", metrics.append)
+    metrics: list[STTMetrics] = []
+    got_metrics = asyncio.Event()
+
+    def on_metrics(m: STTMetrics) -> None:
+        metrics.append(m)
+        got_metrics.set()
+
+    engine.on("metrics_collected", on_metrics)
     stream = engine.stream()
     push(stream, tone(16000, 30 * 0.032), 16000)  # exactly one utterance
     stream.end_input()
@@ -241,8 +248,9 @@ async def test_events_of_an_utterance_and_the_stream_ends_by_itself(
     ]
     usage = events[4].recognition_usage
     assert usage is not None and usage.audio_duration == pytest.approx(0.96)
-    await asyncio.sleep(0)  # let the metrics task see the usage event
-    assert any(getattr(m, "audio_duration", 0) == pytest.approx(0.96) for m in metrics)
+    await asyncio.wait_for(got_metrics.wait(), 5)  # LiveKit's metrics task saw the usage
+    assert [m.audio_duration for m in metrics] == [pytest.approx(0.96)]
+    assert metrics[0].streamed
 
 
 async def test_a_final_with_a_null_language_is_delivered_in_the_configured_language(
@@ -383,7 +391,8 @@ async def test_a_server_that_never_finishes_times_out(
     server: FakeWhisperServer, http: aiohttp.ClientSession
 ) -> None:
     server.behaviour.answer_end_audio = False
-    stream = make_stt(server, http).stream(conn_options=APIConnectOptions(timeout=0.5))
+    options = APIConnectOptions(max_retry=0, timeout=0.5)
+    stream = make_stt(server, http).stream(conn_options=options)
     push(stream, tone(16000, 0.2), 16000)
     stream.end_input()
     with pytest.raises(APITimeoutError):
@@ -399,6 +408,68 @@ async def test_a_silent_server_is_detected_by_the_keepalive(
     push(stream, tone(16000, 0.2), 16000)
     with pytest.raises(APITimeoutError):
         await collect(stream)
+
+
+async def test_a_server_silent_after_end_input_times_out(
+    server: FakeWhisperServer, http: aiohttp.ClientSession
+) -> None:
+    server.behaviour.silent_sessions = 99  # reads the audio and end_audio, answers nothing
+    options = APIConnectOptions(max_retry=0, timeout=0.5)
+    stream = make_stt(server, http).stream(conn_options=options)
+    push(stream, tone(16000, 0.2), 16000)
+    stream.end_input()
+    with pytest.raises(APITimeoutError, match="did not finish"):
+        await collect(stream)
+
+
+async def test_after_a_silent_finish_the_audio_goes_to_a_new_connection(
+    server: FakeWhisperServer, http: aiohttp.ClientSession
+) -> None:
+    server.behaviour.silent_sessions = 1
+    options = APIConnectOptions(max_retry=1, retry_interval=0.01, timeout=0.3)
+    stream = make_stt(server, http).stream(conn_options=options)
+    pcm = tone(16000, 0.64)
+    push(stream, pcm, 16000)
+    stream.end_input()
+    finals = [ev for ev in await collect(stream) if ev.type == E.FINAL_TRANSCRIPT]
+    assert len(server.sessions) == 2 and bytes(server.sessions[1].audio) == pcm
+    assert [f.alternatives[0].text for f in finals] == ["f0 f10"]
+
+
+async def test_a_send_that_never_returns_still_times_out(
+    server: FakeWhisperServer, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A server that stops reading blocks the sender in send_bytes (TCP backpressure): the
+    # deadlines must not depend on the sender getting back to its loop.
+    blocked = asyncio.Event()
+
+    async def never_returns(*args: object, **kwargs: object) -> None:
+        blocked.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(aiohttp.ClientWebSocketResponse, "send_bytes", never_returns)
+    stream = make_stt(server, http).stream(conn_options=APIConnectOptions(max_retry=0, timeout=0.3))
+    push(stream, tone(16000, 0.1), 16000)
+    with pytest.raises(APITimeoutError, match="did not answer"):
+        await collect(stream)
+    assert blocked.is_set()
+
+
+async def test_update_options_switches_even_if_the_old_connection_is_silent(
+    server: FakeWhisperServer, http: aiohttp.ClientSession
+) -> None:
+    server.behaviour.silent_sessions = 1
+    stream = make_stt(server, http).stream(conn_options=APIConnectOptions(timeout=0.3))
+    first = tone(16000, 0.64)
+    push(stream, first, 16000)
+    await server.progress.until(lambda: sum(len(s.audio) for s in server.sessions) >= len(first))
+    stream.update_options(vad_threshold=0.6)
+    stream.end_input()
+    await collect(stream)
+    assert len(server.sessions) == 2
+    # The silent connection never confirmed its audio: the new one got all of it again.
+    assert bytes(server.sessions[1].audio) == first
+    assert server.sessions[1].metadata["streaming_vad_config"]["threshold"] == 0.6  # type: ignore[index]
 
 
 async def test_a_connect_that_hangs_times_out(http: aiohttp.ClientSession) -> None:
@@ -512,9 +583,12 @@ async def test_closing_the_stt_closes_its_streams(
     engine = make_stt(server, http)
     stream = engine.stream()
     push(stream, tone(16000, 0.1), 16000)
+    await server.progress.until(lambda: len(server.sessions) == 1)
     await engine.aclose()
-    with pytest.raises(RuntimeError, match=r"is closed|input ended"):
+    with pytest.raises(RuntimeError, match="input ended"):
         push(stream, tone(16000, 0.1), 16000)
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("baseten.STT")]
+    await server.progress.until(lambda: server.sessions[0].closed_by == "client")
 
 
 @pytest.fixture(scope="module")

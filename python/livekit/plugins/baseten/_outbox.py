@@ -70,13 +70,13 @@ class Outbox:
         self.dropped_frames += max(excess, 0)
         self._changed.set()
 
-    def peek(self) -> bytes | None:
-        return self._frames[0] if self._frames else None
-
-    def pop(self) -> None:
-        self._frames.popleft()
+    def take(self) -> bytes | None:
+        """The oldest frame, out of the outbox (requeue it if it could not be sent), so that
+        frames dropped while it is being sent can never be it."""
         if not self._frames:
             self._dropping = False
+            return None
+        return self._frames.popleft()
 
     def notify(self) -> None:
         """Wakes the sender without a frame (input ended, options changed)."""

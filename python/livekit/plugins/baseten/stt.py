@@ -27,6 +27,7 @@ import time
 import weakref
 from collections import deque
 from enum import Enum
+from typing import Any
 
 import aiohttp
 from livekit import rtc
@@ -73,6 +74,9 @@ _MAX_FRAMES = round(MAX_BUFFERED_AUDIO_S / FRAME_SECONDS)
 MAX_MESSAGE_BYTES = 1 << 20
 # A connection that stayed up this long has earned a fresh retry budget.
 HEALTHY_CONNECTION_S = 60.0
+# When sending fails, how long the receiver may still report that the server finished (a
+# server that closes right after `finished` makes the last send fail).
+CLOSE_GRACE_S = 1.0
 
 _BUFFER_SIZE_SECONDS = FRAME_SECONDS
 
@@ -251,6 +255,7 @@ class STT(stt.STT[None]):
             language=language,
             conn_options=dataclasses.replace(conn_options, max_retry=0),
         )
+        stream._report_errors = False
         finals: list[stt.SpeechData] = []
         try:
             frame = rtc.combine_audio_frames(buffer) if isinstance(buffer, list) else buffer
@@ -291,12 +296,11 @@ class _End(Enum):
 class _Connection:
     ws: aiohttp.ClientWebSocketResponse
     request_id: str
-    opened_at: float
+    last_message_at: float
     # Set by the sender once end_audio is out; the receiver then drains until "finished".
     ending: _End | None = None
     end_audio_at: float = 0.0
-    health_check_sent_at: float | None = None
-    last_message_at: float = 0.0
+    health_check_pending: bool = False
     # Frames sent but not yet covered by a final transcript, and the connection-relative
     # index of the first of them. The protocol has no acks: a socket that dies may have
     # swallowed these unread, so they go again on the next connection.
@@ -338,6 +342,7 @@ class SpeechStream(stt.SpeechStream):
         self._pipeline: _native.SendPipeline | None = None
         self._outbox = Outbox(max_frames=_MAX_FRAMES)
         self._options_changed = False
+        self._report_errors = True
         self._speaking = False
         self._audio_sent_s = 0.0
         self._audio_reported_s = 0.0
@@ -438,31 +443,75 @@ class SpeechStream(stt.SpeechStream):
             timeout=self._conn_options.timeout,
             max_msg_size=MAX_MESSAGE_BYTES,
         )
-        now = time.monotonic()
-        conn = _Connection(ws=ws, request_id=utils.shortuuid(), opened_at=now, last_message_at=now)
+        conn = _Connection(ws=ws, request_id=utils.shortuuid(), last_message_at=time.monotonic())
         self._request_id = conn.request_id
-        # Server times restart at 0 on every socket; audio time already sent keeps them on one
-        # timeline (wall-clock time between attempts, which the base class adds, would not).
-        self.start_time_offset = self._audio_sent_s
+        # Server times restart at 0 on every socket. The audio before this socket's first
+        # frame (sent, or dropped while no socket took it) keeps them on the input's timeline;
+        # the wall-clock time between attempts, which the base class adds, would not.
+        self.start_time_offset = self._audio_sent_s + self._outbox.dropped_frames * FRAME_SECONDS
         self._options_changed = False
+        sender: asyncio.Task[None] | None = None
+        receiver: asyncio.Task[_End] | None = None
         try:
-            await ws.send_str(metadata_json(self._opts))
-        except (aiohttp.ClientError, ConnectionError) as e:
-            await ws.close()
-            raise _as_api_error(e, "sending metadata") from None
-        sender = asyncio.create_task(self._send_loop(conn), name="baseten.STT.send")
-        receiver = asyncio.create_task(self._recv_loop(conn), name="baseten.STT.recv")
-        try:
-            done, _ = await asyncio.wait([sender, receiver], return_when=asyncio.FIRST_EXCEPTION)
-            if sender in done and (error := sender.exception()) is not None:
-                raise _as_api_error(error, "sending audio")
-            return receiver.result()
+            try:
+                await ws.send_str(metadata_json(self._opts))
+            except (aiohttp.ClientError, ConnectionError) as e:
+                raise _as_api_error(e, "sending metadata") from None
+            sender = asyncio.create_task(self._send_loop(conn), name="baseten.STT.send")
+            receiver = asyncio.create_task(self._recv_loop(conn), name="baseten.STT.recv")
+            return await self._supervise(conn, sender, receiver)
         except APIError:
             self._resend_unconfirmed(conn)
             raise
         finally:
-            await utils.aio.cancel_and_wait(sender, receiver)
-            await ws.close()
+            try:
+                tasks = [t for t in (sender, receiver) if t is not None]
+                await utils.aio.cancel_and_wait(*tasks)
+                for task in tasks:  # retrieve what a task raised while another decided
+                    if not task.cancelled():
+                        task.exception()
+            finally:
+                await ws.close()
+
+    async def _supervise(
+        self, conn: _Connection, sender: asyncio.Task[None], receiver: asyncio.Task[_End]
+    ) -> _End:
+        """Waits for the connection's outcome, and owns its deadlines: the tasks can block
+        (a send on a socket nobody reads, a receive nobody answers), this cannot."""
+        timeout = self._conn_options.timeout
+        keepalive = min(KEEPALIVE_INTERVAL_S, timeout)
+        pending: set[asyncio.Task[Any]] = {sender, receiver}
+        while True:
+            # Silence past a health check's time plus the timeout means the server is gone;
+            # after end_audio the server has the timeout to finish.
+            deadline = conn.last_message_at + keepalive + timeout
+            if conn.ending is not None:
+                deadline = min(deadline, conn.end_audio_at + timeout)
+            wait = max(deadline - time.monotonic(), 0.0)
+            done, pending = await asyncio.wait(
+                pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+            )
+            if receiver in done:
+                return receiver.result()
+            if sender in done and (error := sender.exception()) is not None:
+                await asyncio.wait({receiver}, timeout=CLOSE_GRACE_S)
+                if receiver.done() and receiver.exception() is None:
+                    return receiver.result()
+                raise _as_api_error(error, "sending audio")
+            if done:
+                continue  # the sender finished normally: end_audio is out, a new deadline
+            if time.monotonic() < deadline:
+                continue  # a message came in meanwhile and moved the deadline
+            if conn.ending is _End.SWITCH:
+                logger.warning("Baseten did not finish the old connection; switching anyway")
+                self._resend_unconfirmed(conn)
+                return _End.SWITCH
+            if conn.ending is _End.FINISHED:
+                # Retryable: the audio this connection never confirmed goes to the next one.
+                raise APITimeoutError(
+                    f"Baseten did not finish the transcription within {timeout:g}s of end_audio"
+                )
+            raise APITimeoutError(f"Baseten did not answer for {keepalive + timeout:g}s")
 
     def _resend_unconfirmed(self, conn: _Connection) -> None:
         frames = list(conn.unconfirmed)
@@ -474,9 +523,12 @@ class SpeechStream(stt.SpeechStream):
         ws, outbox = conn.ws, self._outbox
         keepalive = min(KEEPALIVE_INTERVAL_S, self._conn_options.timeout)
         while True:
-            while not self._options_changed and (frame := outbox.peek()) is not None:
-                await ws.send_bytes(frame)
-                outbox.pop()
+            while not self._options_changed and (frame := outbox.take()) is not None:
+                try:
+                    await ws.send_bytes(frame)
+                except BaseException:
+                    outbox.requeue([frame])  # not sent: it goes out on the next connection
+                    raise
                 conn.sent(frame)
                 self._audio_sent_s += FRAME_SECONDS
             finished = self._input_ch.closed and not len(outbox)
@@ -485,36 +537,19 @@ class SpeechStream(stt.SpeechStream):
                 conn.end_audio_at = time.monotonic()
                 await ws.send_str(END_AUDIO)
                 return
-            now = time.monotonic()
-            if conn.health_check_sent_at is not None:
-                if now - conn.health_check_sent_at > self._conn_options.timeout:
-                    raise APITimeoutError(
-                        f"Baseten did not answer for {self._conn_options.timeout:g}s"
-                    )
-            elif now - conn.last_message_at >= keepalive:
-                conn.health_check_sent_at = now
+            if not conn.health_check_pending and (
+                time.monotonic() - conn.last_message_at >= keepalive
+            ):
+                conn.health_check_pending = True
                 await ws.send_str(HEALTH_CHECK)
             await outbox.wait(timeout=keepalive / 2)
 
     async def _recv_loop(self, conn: _Connection) -> _End:
         ws = conn.ws
         while True:
-            timeout = None
-            if conn.ending is not None:
-                timeout = conn.end_audio_at + self._conn_options.timeout - time.monotonic()
-            try:
-                msg = await ws.receive(timeout=max(timeout, 0.0) if timeout is not None else None)
-            except asyncio.TimeoutError:
-                if conn.ending is _End.SWITCH:
-                    logger.warning("Baseten did not finish the old connection; switching anyway")
-                    return _End.SWITCH
-                raise APITimeoutError(
-                    "Baseten did not finish the transcription within "
-                    f"{self._conn_options.timeout:g}s of end_audio",
-                    retryable=False,
-                ) from None
+            msg = await ws.receive()  # deadlines are the supervisor's
             conn.last_message_at = time.monotonic()
-            conn.health_check_sent_at = None
+            conn.health_check_pending = False
             if msg.type == aiohttp.WSMsgType.TEXT:
                 if (end := self._on_message(msg.data, conn)) is not None:
                     return end
@@ -532,6 +567,12 @@ class SpeechStream(stt.SpeechStream):
                 )
             else:  # ERROR: the socket failed, or a message was over MAX_MESSAGE_BYTES
                 raise APIConnectionError(f"Baseten connection error: {ws.exception()}")
+
+    def _emit_error(self, api_error: Exception, recoverable: bool) -> None:
+        # recognize() runs a stream of its own and reports errors itself, once, with the
+        # right recoverability: its stream must not report them too.
+        if self._report_errors:
+            super()._emit_error(api_error, recoverable)
 
     # -- server messages -> events --------------------------------------------------------
 
