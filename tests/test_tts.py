@@ -8,7 +8,13 @@ from collections.abc import AsyncIterator
 import aiohttp
 import numpy as np
 import pytest
-from livekit.agents import APIConnectOptions, APIStatusError, APITimeoutError, tts
+from livekit.agents import (
+    APIConnectionError,
+    APIConnectOptions,
+    APIStatusError,
+    APITimeoutError,
+    tts,
+)
 from livekit.agents.metrics import TTSMetrics
 from livekit.plugins import baseten
 from livekit.plugins.baseten._orpheus import WordChunker
@@ -324,3 +330,41 @@ async def test_update_options_applies_to_the_next_synthesis(
     }
     with pytest.raises(ValueError, match="English"):
         engine.update_options(language="fr")
+
+
+async def test_predict_that_stalls_mid_body_times_out(
+    server: FakeOrpheusServer, http: aiohttp.ClientSession
+) -> None:
+    server.behaviour.gate = asyncio.Event()  # never set: the body stops after one chunk
+    options = APIConnectOptions(max_retry=0, timeout=0.3)
+    stream = make_tts(server.predict_url, http).synthesize("One two three.", conn_options=options)
+    with pytest.raises(APITimeoutError):
+        await asyncio.wait_for(stream.collect(), 10)
+    server.behaviour.gate.set()
+
+
+async def test_an_unreachable_server_is_a_retryable_connection_error(
+    http: aiohttp.ClientSession,
+) -> None:
+    engine = make_tts("ws://127.0.0.1:9/websocket", http)  # nothing listens on port 9
+    stream = engine.stream(conn_options=APIConnectOptions(max_retry=0))
+    stream.push_text("Hi.")
+    stream.end_input()
+    with pytest.raises(APIConnectionError) as info:
+        await stream_audio(stream)
+    assert info.value.retryable
+
+
+async def test_a_bug_is_raised_as_itself_not_retried(
+    server: FakeOrpheusServer, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: WordChunker, token: str) -> str:
+        raise TypeError("a bug in the plugin")
+
+    monkeypatch.setattr(WordChunker, "push", broken)
+    stream = make_tts(server.ws_url, http).stream(conn_options=APIConnectOptions(max_retry=3))
+    stream.push_text("Hi.")
+    stream.end_input()
+    with pytest.raises(TypeError, match="a bug in the plugin"):
+        await stream_audio(stream)
+    assert server.attempts == 1
