@@ -48,6 +48,9 @@ class OrpheusBehaviour:
     error_body: str = "scripted failure"
     text_error: str = ""  # WebSocket: send this text message instead of audio
     close_after_end: bool = True  # WebSocket: close once everything is spoken
+    speak: bool = True  # WebSocket: False sends no audio at all after __END__
+    close_code: int = 1000  # WebSocket: the code of that close
+    fail_after_bytes: int = 0  # WebSocket: close with 1011 after this much audio
     wav_header: bool = False  # predict: put a RIFF header first
     chunk_bytes: int = 4096  # size of the audio pieces sent
     gate: asyncio.Event | None = None  # predict: hold the rest of the body until set
@@ -111,12 +114,15 @@ class FakeOrpheusServer:
             words += msg.data.strip().split()  # exactly what the real server does
         if b.text_error:
             await ws.send_str(b.text_error)
-        else:
+        elif b.speak:
             audio = speech_for(words)
             for i in range(0, len(audio), b.chunk_bytes):
+                if b.fail_after_bytes and i >= b.fail_after_bytes:
+                    await ws.close(code=1011)
+                    return ws
                 await ws.send_bytes(audio[i : i + b.chunk_bytes])
         if b.close_after_end:
-            await ws.close()
+            await ws.close(code=b.close_code)
         else:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.Event().wait()  # never closes, never speaks again

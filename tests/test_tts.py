@@ -17,7 +17,7 @@ from livekit.agents import (
 )
 from livekit.agents.metrics import TTSMetrics
 from livekit.plugins import baseten
-from livekit.plugins.baseten._orpheus import WordChunker
+from livekit.plugins.baseten._orpheus import WordChunker, prompt_limit, split_prompt
 
 from .fake_orpheus import FakeOrpheusServer, speech_for
 
@@ -368,3 +368,84 @@ async def test_a_bug_is_raised_as_itself_not_retried(
     with pytest.raises(TypeError, match="a bug in the plugin"):
         await stream_audio(stream)
     assert server.attempts == 1
+
+
+async def test_a_server_silent_after_end_times_out_even_while_receiving(
+    server: FakeOrpheusServer, http: aiohttp.ClientSession
+) -> None:
+    # As in an LLM turn, the receiver is already waiting when __END__ goes out.
+    server.behaviour.speak = False
+    server.behaviour.close_after_end = False
+    stream = make_tts(server.ws_url, http).stream(
+        conn_options=APIConnectOptions(max_retry=0, timeout=0.3)
+    )
+    stream.push_text("Hello ")  # a whole word: sent at once
+    await server.progress.until(lambda: bool(server.sessions and server.sessions[0].texts))
+    stream.end_input()
+    with pytest.raises(APITimeoutError):
+        await stream_audio(stream)
+
+
+async def test_audio_cut_short_is_an_error_and_not_repeated(
+    server: FakeOrpheusServer, http: aiohttp.ClientSession
+) -> None:
+    server.behaviour.fail_after_bytes = 8192
+    engine = make_tts(server.ws_url, http)
+    options = APIConnectOptions(max_retry=3, retry_interval=0.01)
+    with pytest.raises(APIConnectionError, match="before the end"):
+        await asyncio.wait_for(
+            engine.synthesize("One two three four five.", conn_options=options).collect(), 10
+        )
+    assert server.attempts == 1  # audio had played: a retry would say it twice
+
+
+@pytest.mark.parametrize("code", [1001, 1011])
+async def test_only_a_normal_close_ends_a_turn(
+    server: FakeOrpheusServer, http: aiohttp.ClientSession, code: int
+) -> None:
+    server.behaviour.close_code = code
+    stream = make_tts(server.ws_url, http).stream(conn_options=APIConnectOptions(max_retry=0))
+    stream.push_text("Hello there.")
+    stream.end_input()
+    with pytest.raises(APIConnectionError):
+        await stream_audio(stream)
+
+
+async def test_a_flush_before_any_text_is_ignored(
+    server: FakeOrpheusServer, http: aiohttp.ClientSession
+) -> None:
+    stream = make_tts(server.ws_url, http).stream()
+    stream.flush()
+    stream.push_text("Still spoken.")
+    stream.end_input()
+    assert_spoken(await stream_audio(stream), ["Still", "spoken."])
+
+
+async def test_the_word_end_marker_is_spoken_not_obeyed(
+    server: FakeOrpheusServer, http: aiohttp.ClientSession
+) -> None:
+    stream = make_tts(server.ws_url, http).stream()
+    for token in ["Say ", "__END__", " twice."]:
+        stream.push_text(token)
+    stream.end_input()
+    assert_spoken(await stream_audio(stream), ["Say", "__END__", "twice."])
+    assert server.sessions[0].texts.count("__END__") == 1
+
+
+def test_predict_prompts_fit_max_tokens() -> None:
+    assert prompt_limit(2000) == 282  # about what newer servers split at themselves
+    assert prompt_limit(100_000) == 6000  # the server's own limit
+    text = " ".join(f"Sentence number {i} is right here." for i in range(40))
+    pieces = split_prompt(text, prompt_limit(2000))
+    assert len(pieces) > 1 and all(len(p) <= 282 for p in pieces)
+    assert " ".join(pieces) == text
+
+
+async def test_stream_on_predict_reuses_one_adapter(
+    server: FakeOrpheusServer, http: aiohttp.ClientSession
+) -> None:
+    engine = make_tts(server.predict_url, http)
+    listeners = len(engine._events.get("metrics_collected", set()))
+    for _ in range(5):
+        await engine.stream().aclose()
+    assert len(engine._events.get("metrics_collected", set())) == listeners

@@ -29,6 +29,11 @@ END_OF_INPUT = "__END__"
 # The predict server refused prompts over 6144 characters (HTTP 400); longer text is split at
 # sentence boundaries into requests below this.
 MAX_PROMPT_CHARS = 6000
+# Orpheus spends about 85 audio tokens on a second of speech, and speech runs at about 15
+# characters a second: a request's speech must fit its max_tokens, or an older server (one
+# that does not split prompts itself) cuts it short. With a fifth kept in reserve, 2000 tokens
+# are good for about 280 characters, the chunk newer servers split at themselves.
+CHARS_PER_TOKEN = 15 / 85 * 0.8
 # A generous budget for generating speech, per character of prompt, on top of the connect
 # timeout: Orpheus speaks about 15 characters a second and generates faster than real time.
 SECONDS_PER_CHAR = 0.1
@@ -81,6 +86,10 @@ class WordChunker:
             self._held = ""
         return " ".join(words)
 
+    def flush_pending(self) -> bool:
+        """Whether a partial word is held."""
+        return bool(self._held.strip())
+
     def flush(self) -> str:
         """The held partial word, if any."""
         held, self._held = self._held.strip(), ""
@@ -120,6 +129,11 @@ class WavHeaderStripper:
         self._done = True
         self._head = b""
         return data
+
+
+def prompt_limit(max_tokens: int) -> int:
+    """The longest prompt whose speech fits `max_tokens`, and the server's limit."""
+    return max(40, min(MAX_PROMPT_CHARS, int(max_tokens * CHARS_PER_TOKEN)))
 
 
 def split_prompt(text: str, limit: int = MAX_PROMPT_CHARS) -> list[str]:

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 import weakref
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 from livekit.agents import (
@@ -49,6 +50,7 @@ from ._orpheus import (
     OrpheusOptions,
     WavHeaderStripper,
     WordChunker,
+    prompt_limit,
     split_prompt,
 )
 from ._websocket import connect
@@ -144,6 +146,13 @@ class TTS(tts.TTS[None]):
         _check_options(self._opts)
         self._session = http_session
         self._streams: weakref.WeakSet[SynthesizeStream] = weakref.WeakSet()
+        # Predict takes whole text: stream() synthesizes sentence by sentence, as LiveKit's
+        # StreamAdapter does for every non-streaming TTS. One adapter: each registers itself.
+        self._adapter = (
+            None
+            if streaming
+            else tts.StreamAdapter(tts=self, sentence_tokenizer=tokenize.basic.SentenceTokenizer())
+        )
 
     @property
     def model(self) -> str:
@@ -197,13 +206,8 @@ class TTS(tts.TTS[None]):
     def stream(
         self, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
     ) -> tts.SynthesizeStream:
-        if not self.capabilities.streaming:
-            # Predict takes whole text: synthesize sentence by sentence, as LiveKit's
-            # StreamAdapter does for every non-streaming TTS.
-            adapter = tts.StreamAdapter(
-                tts=self, sentence_tokenizer=tokenize.basic.SentenceTokenizer()
-            )
-            return adapter.stream(conn_options=conn_options)
+        if self._adapter is not None:
+            return self._adapter.stream(conn_options=conn_options)
         stream = SynthesizeStream(tts=self, conn_options=conn_options)
         self._streams.add(stream)
         return stream
@@ -231,7 +235,7 @@ class ChunkedStream(tts.ChunkedStream):
         session = self._tts._ensure_session()
         timeout = self._conn_options.timeout
         pushed = False
-        for prompt in split_prompt(self._input_text):
+        for prompt in split_prompt(self._input_text, prompt_limit(self._opts.max_tokens)):
             error: APIError | None = None
             try:
                 async with session.post(
@@ -272,6 +276,15 @@ class ChunkedStream(tts.ChunkedStream):
         output_emitter.flush()
 
 
+@dataclasses.dataclass
+class _Turn:
+    """What the sender and receiver of one WebSocket synthesis share."""
+
+    ended_at: float | None = None  # when __END__ went out
+    last_message_at: float = 0.0
+    audio: bool = False  # some audio reached the emitter
+
+
 class SynthesizeStream(tts.SynthesizeStream):
     """One utterance over Orpheus' WebSocket: whole words in, 24 kHz PCM out as generated."""
 
@@ -297,29 +310,60 @@ class SynthesizeStream(tts.SynthesizeStream):
             timeout=self._conn_options.timeout,
             max_msg_size=MAX_MESSAGE_BYTES,
         )
-        ended = asyncio.Event()
-        sender = asyncio.create_task(self._send(ws, ended), name="baseten.TTS.send")
+        turn = _Turn(last_message_at=time.monotonic())
+        sender = asyncio.create_task(self._send(ws, turn), name="baseten.TTS.send")
         receiver = asyncio.create_task(
-            self._receive(ws, ended, output_emitter, request_id), name="baseten.TTS.recv"
+            self._receive(ws, turn, output_emitter, request_id), name="baseten.TTS.recv"
         )
         try:
-            pending = {sender, receiver}
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    if (error := task.exception()) is not None:
-                        raise _api_error(error)
-                if sender in done and not sender.result():
-                    return  # no text at all: nothing to synthesize, no segment
-                if receiver in done:
-                    break
-            output_emitter.end_segment()
+            if await self._supervise(turn, sender, receiver):
+                output_emitter.end_segment()
+        except APIError as e:
+            # After audio reached the listener a retry would say it twice.
+            if turn.audio:
+                e.retryable = False
+            raise
         finally:
-            await utils.aio.cancel_and_wait(sender, receiver)
-            await ws.close()
+            tasks = (sender, receiver)
+            try:
+                await utils.aio.cancel_and_wait(*tasks)
+                for task in tasks:  # retrieve what a task raised while the other decided
+                    if not task.cancelled():
+                        task.exception()
+            finally:
+                await ws.close()
 
-    async def _send(self, ws: aiohttp.ClientWebSocketResponse, ended: asyncio.Event) -> bool:
-        """Sends the words; returns whether there was any text (and so a segment)."""
+    async def _supervise(
+        self, turn: _Turn, sender: asyncio.Task[bool], receiver: asyncio.Task[None]
+    ) -> bool:
+        """Waits for the synthesis; returns whether there was text (and so a segment). Owns
+        the deadline: once __END__ is out, the server must keep talking or close within the
+        timeout. (No deadline before that: the LLM sets the pace of the text.)"""
+        timeout = self._conn_options.timeout
+        pending: set[asyncio.Task[Any]] = {sender, receiver}
+        while True:
+            wait = None
+            if turn.ended_at is not None:
+                deadline = max(turn.ended_at, turn.last_message_at) + timeout
+                wait = max(deadline - time.monotonic(), 0.0)
+            done, pending = await asyncio.wait(
+                pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                if (error := task.exception()) is not None:
+                    raise _api_error(error)
+            if sender in done and not sender.result():
+                return False  # no text at all: nothing to synthesize, no segment
+            if receiver in done:
+                return True
+            if not done and turn.ended_at is not None:
+                if time.monotonic() >= max(turn.ended_at, turn.last_message_at) + timeout:
+                    raise APITimeoutError(
+                        f"Baseten TTS sent nothing for {timeout:g}s after the end of the text"
+                    )
+
+    async def _send(self, ws: aiohttp.ClientWebSocketResponse, turn: _Turn) -> bool:
+        """Sends the words; returns whether there was any text."""
         chunker = WordChunker()
         started = False
 
@@ -331,41 +375,33 @@ class SynthesizeStream(tts.SynthesizeStream):
                 started = True
                 self._mark_started()
                 await ws.send_str(self._opts.websocket_metadata())
-            await ws.send_str(words)
+            # A message that is exactly __END__ would end the session: the LLM said the word.
+            await ws.send_str(f"{words} " if words == END_OF_INPUT else words)
 
         async for item in self._input_ch:
             if isinstance(item, str):
                 await send_words(chunker.push(item))
-            else:  # a flush ends the (single) segment: Orpheus synthesizes once per socket
-                break
+            elif started or chunker.flush_pending():
+                break  # a flush ends the (single) segment: Orpheus synthesizes once per socket
         await send_words(chunker.flush())
         if started:
             await ws.send_str(END_OF_INPUT)
-        ended.set()
+            turn.ended_at = time.monotonic()
         return started
 
     async def _receive(
         self,
         ws: aiohttp.ClientWebSocketResponse,
-        ended: asyncio.Event,
+        turn: _Turn,
         output_emitter: tts.AudioEmitter,
         request_id: str,
     ) -> None:
-        segment_started = False
         while True:
-            # No deadline while text is still coming (the LLM sets the pace); once __END__ is
-            # out, the server must keep producing or close within the timeout.
-            timeout = self._conn_options.timeout if ended.is_set() else None
-            try:
-                msg = await ws.receive(timeout=timeout)
-            except asyncio.TimeoutError:
-                raise APITimeoutError(
-                    f"Baseten TTS sent nothing for {self._conn_options.timeout:g}s after the "
-                    "end of the text"
-                ) from None
+            msg = await ws.receive()  # the deadline is the supervisor's
+            turn.last_message_at = time.monotonic()
             if msg.type == aiohttp.WSMsgType.BINARY:
-                if not segment_started:
-                    segment_started = True
+                if not turn.audio:
+                    turn.audio = True
                     output_emitter.start_segment(segment_id=request_id)
                 output_emitter.push(msg.data)
             elif msg.type == aiohttp.WSMsgType.TEXT:
@@ -380,12 +416,14 @@ class SynthesizeStream(tts.SynthesizeStream):
                 aiohttp.WSMsgType.CLOSING,
                 aiohttp.WSMsgType.CLOSED,
             ):
-                if ended.is_set():
-                    if not segment_started:  # text but no audio: still one (empty) segment
+                # The server closes normally once it has spoken everything; any other close
+                # (an error code, a dropped connection) loses the rest of the utterance.
+                if turn.ended_at is not None and ws.close_code == aiohttp.WSCloseCode.OK:
+                    if not turn.audio:  # text but no audio: still one (empty) segment
                         output_emitter.start_segment(segment_id=request_id)
-                    return  # the server closes once it has spoken everything
+                    return
                 raise APIConnectionError(
-                    f"Baseten TTS closed the connection early (code {ws.close_code})"
+                    f"Baseten TTS closed the connection before the end (code {ws.close_code})"
                 )
             else:
                 raise APIConnectionError(f"Baseten TTS connection error: {ws.exception()}")
