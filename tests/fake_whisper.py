@@ -21,46 +21,17 @@ from typing import Any
 
 import numpy as np
 from aiohttp import WSMsgType, web
+from livekit.plugins.baseten.local._schema import FRAME_BYTES, MetadataError, parse_metadata
 
-WHISPER_PARAMS = {
-    "prompt", "output_language", "audio_language", "language_detection_only", "language_options",
-    "use_dynamic_preprocessing", "use_missing_chunk_retry", "missing_chunk_wpm_threshold",
-    "show_word_timestamps", "enable_vad", "whisper_sampling_params", "enable_diarization",
-    "diarization_granularity", "prefix", "show_beam_results",
-    "enable_chunk_level_language_detection",
-}  # fmt: skip
-STREAMING_PARAMS = {
-    "encoding", "sample_rate", "enable_partial_transcripts", "partial_transcript_interval_s",
-    "final_transcript_max_duration_s", "prioritize_latency", "skip_partial_if_hallucination",
-    "include_pipeline_latency_metric",
-}  # fmt: skip
-VAD_PARAMS = {"threshold", "min_silence_duration_ms", "speech_pad_ms", "sampling_rate"}
-TOP_LEVEL = {
-    "whisper_params", "streaming_params", "streaming_vad_config", "streaming_diarization_config",
-    "diarization_config", "stream_id", "include_timing_info",
-}  # fmt: skip
-FRAME_BYTES = {"pcm_s16le": 1024, "pcm_mulaw": 256}
 FRAME_SECONDS = 0.032
 
 
 def metadata_problem(meta: Any) -> str | None:
     """What the real server's `StreamingWhisperInput(extra="forbid")` would refuse."""
-    if not isinstance(meta, dict):
-        return "metadata is not an object"
-    for name, allowed in (
-        ("<top>", TOP_LEVEL),
-        ("whisper_params", WHISPER_PARAMS),
-        ("streaming_params", STREAMING_PARAMS),
-        ("streaming_vad_config", VAD_PARAMS),
-    ):
-        part = meta if name == "<top>" else meta.get(name, {})
-        if not isinstance(part, dict):
-            return f"{name} is not an object"
-        if unknown := set(part) - allowed:
-            return f"unknown keys in {name}: {sorted(unknown)}"
-    encoding = meta.get("streaming_params", {}).get("encoding", "pcm_s16le")
-    if encoding not in FRAME_BYTES:
-        return f"unsupported encoding {encoding!r}"
+    try:
+        parse_metadata(meta)
+    except MetadataError as e:
+        return str(e)
     return None
 
 

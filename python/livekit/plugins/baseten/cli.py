@@ -1,0 +1,321 @@
+# Copyright 2025 LiveKit, Inc.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""`livekit-baseten` (also `python -m livekit.plugins.baseten`): the plugin's main jobs from a
+shell. With `BASETEN_API_KEY` and an endpoint or model id, commands use Baseten; otherwise they
+start the local Baseten-compatible server in-process (the `local` extra) and say so."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+import wave
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import aiohttp
+import typer
+from livekit import rtc
+from livekit.agents import APIError, stt
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import STT, TTS
+from .models import TTSVoices
+
+app = typer.Typer(
+    name="livekit-baseten",
+    help="Baseten speech-to-text, text-to-speech and voice turns, on Baseten or a local server.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+SAMPLE_RATE = 16000
+FRAME_MS = 20
+
+
+class CliError(Exception):
+    """A failure to report as one line, without a traceback."""
+
+
+def run(job: Callable[[], Awaitable[T]]) -> T:
+    """Runs `job`, turning every expected failure into a one-line error and exit code 1."""
+    try:
+        return asyncio.run(_quietly(job))
+    except CliError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+async def _quietly(job: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await job()
+    except CliError:
+        raise
+    except APIError as e:
+        raise CliError(f"Baseten request failed: {e}") from None
+    except (OSError, ValueError, aiohttp.ClientError) as e:
+        raise CliError(str(e) or type(e).__name__) from None
+
+
+# -- endpoints: Baseten when configured, the local server otherwise ----------------------------
+
+
+@dataclass
+class Endpoints:
+    api_key: str
+    stt: str | None = None
+    tts: str | None = None
+    llm_base_url: str | None = None
+    local: bool = False
+
+
+@contextlib.asynccontextmanager
+async def endpoints(
+    *, stt_url: str | None = None, tts_url: str | None = None, predict: bool = False
+) -> AsyncIterator[Endpoints]:
+    """Baseten's endpoints when `BASETEN_API_KEY` and the needed URLs are given, else a
+    local server started here (and a line that says so)."""
+    key = os.environ.get("BASETEN_API_KEY")
+    if key and (stt_url or tts_url or os.environ.get("BASETEN_MODEL_ENDPOINT")):
+        yield Endpoints(api_key=key, stt=stt_url, tts=tts_url, llm_base_url=None)
+        return
+    try:
+        from .local import LocalServer
+    except ImportError as e:
+        raise CliError(
+            f"no Baseten endpoint configured, and the local server is not installed ({e.name} "
+            "is missing): pip install 'livekit-plugins-baseten[local]', or set BASETEN_API_KEY "
+            "and an endpoint"
+        ) from None
+    err.print("[dim]No Baseten key and endpoint given: using the local server.[/dim]")
+    async with LocalServer() as server:
+        yield Endpoints(
+            api_key="local",
+            stt=server.whisper_url,
+            tts=server.tts_predict_url if predict else server.tts_websocket_url,
+            llm_base_url=server.llm_base_url,
+            local=True,
+        )
+
+
+def model_url(endpoint: str | None, model_id: str | None, template: str) -> str | None:
+    if endpoint:
+        return endpoint
+    if model_id:
+        return template.format(model_id=model_id)
+    return None
+
+
+# -- audio files ----------------------------------------------------------------------------
+
+
+def read_audio(path: Path) -> bytes:
+    """Any file PyAV can decode, as 16 kHz mono int16."""
+    import av
+
+    if not path.is_file():
+        raise CliError(f"no such file: {path}")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise CliError(f"{path} has no audio stream")
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+            pcm = bytearray()
+            for frame in container.decode(audio=0):
+                for out_frame in resampler.resample(frame):
+                    pcm += bytes(out_frame.planes[0])[: out_frame.samples * 2]
+            for out_frame in resampler.resample(None):
+                pcm += bytes(out_frame.planes[0])[: out_frame.samples * 2]
+    except av.FFmpegError as e:
+        raise CliError(f"cannot decode {path}: {e}") from None
+    return bytes(pcm)
+
+
+def write_wav(path: Path, pcm: bytes, sample_rate: int) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm)
+
+
+def frames_of(pcm: bytes, sample_rate: int = SAMPLE_RATE) -> Iterator[rtc.AudioFrame]:
+    step = sample_rate * FRAME_MS // 1000 * 2
+    for i in range(0, len(pcm), step):
+        chunk = pcm[i : i + step]
+        yield rtc.AudioFrame(chunk, sample_rate, 1, len(chunk) // 2)
+
+
+# -- serve ----------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8765,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Run the local Baseten-compatible server until interrupted."""
+
+    async def job() -> None:
+        try:
+            from .local import LocalServer
+        except ImportError as e:
+            raise CliError(
+                f"the local server needs the 'local' extra ({e.name} is missing)"
+            ) from None
+        async with LocalServer(host=host, port=port) as server:
+            table = Table(title="Local Baseten-compatible server", show_header=False)
+            table.add_row("Whisper streaming (STT)", server.whisper_url)
+            table.add_row("Orpheus WebSocket (TTS)", server.tts_websocket_url)
+            table.add_row("Orpheus predict (TTS)", server.tts_predict_url)
+            table.add_row("OpenAI-compatible base URL (LLM)", server.llm_base_url)
+            out.print(table)
+            out.print("Any API key works. Ctrl-C to stop.")
+            await asyncio.Event().wait()
+
+    run(job)
+
+
+# -- transcribe -----------------------------------------------------------------------------
+
+
+@app.command()
+def transcribe(
+    file: Annotated[Path, typer.Argument(help="An audio file (anything PyAV decodes).")],
+    endpoint: Annotated[str | None, typer.Option(help="Whisper WebSocket URL.")] = None,
+    model_id: Annotated[str | None, typer.Option(help="Baseten Whisper model id.")] = None,
+    language: Annotated[str, typer.Option(help="Language code.")] = "en",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per event.")] = False,
+) -> None:
+    """Stream FILE through baseten.STT, faster than real time; print partials and finals."""
+    from ._endpoint import TRUSS_WS_URL
+
+    async def job() -> None:
+        pcm = read_audio(file)
+        url = model_url(endpoint, model_id, TRUSS_WS_URL)
+        async with endpoints(stt_url=url) as ep, aiohttp.ClientSession() as http:
+            engine = STT(
+                api_key=ep.api_key, model_endpoint=ep.stt, http_session=http, language=language
+            )
+            stream = engine.stream()
+            seconds = len(pcm) / 2 / SAMPLE_RATE
+            with Progress(
+                TextColumn("[dim]streaming"),
+                BarColumn(),
+                TextColumn("{task.completed:.1f}/{task.total:.1f} s"),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
+                disable=as_json,
+            ) as progress:
+                task = progress.add_task("audio", total=seconds)
+                for frame in frames_of(pcm):
+                    stream.push_frame(frame)
+                    progress.advance(task, FRAME_MS / 1000)
+                    await asyncio.sleep(0)  # let the sender go while pushing
+                stream.end_input()
+                async for ev in stream:
+                    _print_event(ev, as_json)
+            await stream.aclose()
+
+    run(job)
+
+
+def _print_event(ev: stt.SpeechEvent, as_json: bool) -> None:
+    if ev.type not in (
+        stt.SpeechEventType.INTERIM_TRANSCRIPT,
+        stt.SpeechEventType.FINAL_TRANSCRIPT,
+    ):
+        return
+    alt = ev.alternatives[0]
+    final = ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT
+    words = [
+        {"word": str(w), "start": round(w.start_time, 3), "end": round(w.end_time, 3)}
+        for w in alt.words or []
+        if isinstance(w.start_time, float) and isinstance(w.end_time, float)
+    ]
+    if as_json:
+        record: dict[str, Any] = {
+            "type": "final" if final else "partial",
+            "text": alt.text,
+            "start": round(alt.start_time, 3),
+            "end": round(alt.end_time, 3),
+            "language": str(alt.language),
+            "confidence": round(alt.confidence, 4),
+            "words": words,
+        }
+        print(json.dumps(record), flush=True)
+    elif final:
+        out.print(f"[bold green]final[/]   [{alt.start_time:6.2f}-{alt.end_time:6.2f}] {alt.text}")
+        timings = "  ".join(f"{w['word']}@{w['start']:.2f}" for w in words)
+        if timings:
+            out.print(f"        [dim]{timings}[/dim]", highlight=False)
+    else:
+        out.print(f"[yellow]partial[/] {alt.text}", highlight=False)
+
+
+# -- speak ----------------------------------------------------------------------------------
+
+
+@app.command()
+def speak(
+    text: Annotated[str, typer.Argument(help="What to say.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="WAV file to write.")],
+    endpoint: Annotated[
+        str | None, typer.Option(help="Orpheus endpoint (wss:// or https://).")
+    ] = None,
+    model_id: Annotated[str | None, typer.Option(help="Baseten Orpheus model id.")] = None,
+    voice: Annotated[str, typer.Option(help=f"Voice ({', '.join(TTSVoices.__args__)}).")] = "tara",
+    predict: Annotated[
+        bool, typer.Option(help="Use HTTP predict instead of the WebSocket.")
+    ] = False,
+) -> None:
+    """Synthesize TEXT through baseten.TTS into a 24 kHz WAV file."""
+    from ._endpoint import TRUSS_WS_URL
+    from .tts import TRUSS_PREDICT_URL
+
+    async def job() -> None:
+        url = model_url(endpoint, model_id, TRUSS_PREDICT_URL if predict else TRUSS_WS_URL)
+        async with endpoints(tts_url=url, predict=predict) as ep, aiohttp.ClientSession() as http:
+            engine = TTS(api_key=ep.api_key, model_endpoint=ep.tts, http_session=http, voice=voice)
+            started = time.perf_counter()
+            frame = await engine.synthesize(text).collect()
+            write_wav(output, frame.data.tobytes(), frame.sample_rate)
+            out.print(
+                f"wrote {output} ({frame.duration:.2f} s of audio in "
+                f"{time.perf_counter() - started:.2f} s)"
+            )
+
+    run(job)
+
+
+def main() -> None:
+    app(prog_name="livekit-baseten")
+
+
+if __name__ == "__main__":
+    main()

