@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import time
 import wave
@@ -48,7 +49,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console()
-err = Console(stderr=True)
+# soft_wrap: an error stays one line however long.
+err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 SAMPLE_RATE = 16000
@@ -95,13 +97,20 @@ class Endpoints:
 
 @contextlib.asynccontextmanager
 async def endpoints(
-    *, stt_url: str | None = None, tts_url: str | None = None, predict: bool = False
+    *,
+    stt_url: str | None = None,
+    tts_url: str | None = None,
+    predict: bool = False,
+    needs: tuple[str, ...] = (),
 ) -> AsyncIterator[Endpoints]:
-    """Baseten's endpoints when `BASETEN_API_KEY` and the needed URLs are given, else a
-    local server started here (and a line that says so)."""
+    """Baseten's endpoints when `BASETEN_API_KEY` and every needed endpoint are given (an
+    endpoint may come from `BASETEN_MODEL_ENDPOINT`), else a local server started here, and
+    a line that says so."""
     key = os.environ.get("BASETEN_API_KEY")
-    if key and (stt_url or tts_url or os.environ.get("BASETEN_MODEL_ENDPOINT")):
-        yield Endpoints(api_key=key, stt=stt_url, tts=tts_url, llm_base_url=None)
+    env = os.environ.get("BASETEN_MODEL_ENDPOINT")
+    given = {"stt": stt_url or env, "tts": tts_url or env}
+    if key and all(given[n] for n in needs):
+        yield Endpoints(api_key=key, stt=given["stt"], tts=given["tts"])
         return
     try:
         from .local import LocalServer
@@ -217,7 +226,7 @@ def transcribe(
     async def job() -> None:
         pcm = read_audio(file)
         url = model_url(endpoint, model_id, TRUSS_WS_URL)
-        async with endpoints(stt_url=url) as ep, aiohttp.ClientSession() as http:
+        async with endpoints(stt_url=url, needs=("stt",)) as ep, aiohttp.ClientSession() as http:
             engine = STT(
                 api_key=ep.api_key, model_endpoint=ep.stt, http_session=http, language=language
             )
@@ -300,7 +309,10 @@ def speak(
 
     async def job() -> None:
         url = model_url(endpoint, model_id, TRUSS_PREDICT_URL if predict else TRUSS_WS_URL)
-        async with endpoints(tts_url=url, predict=predict) as ep, aiohttp.ClientSession() as http:
+        async with (
+            endpoints(tts_url=url, predict=predict, needs=("tts",)) as ep,
+            aiohttp.ClientSession() as http,
+        ):
             engine = TTS(api_key=ep.api_key, model_endpoint=ep.tts, http_session=http, voice=voice)
             started = time.perf_counter()
             frame = await engine.synthesize(text).collect()
@@ -311,6 +323,75 @@ def speak(
             )
 
     run(job)
+
+
+# -- turn -----------------------------------------------------------------------------------
+
+
+@app.command()
+def turn(
+    input: Annotated[Path, typer.Option("--input", "-i", help="The question (any audio file).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="WAV file for the reply.")],
+    stt_endpoint: Annotated[str | None, typer.Option(help="Whisper WebSocket URL.")] = None,
+    stt_model_id: Annotated[str | None, typer.Option(help="Baseten Whisper model id.")] = None,
+    tts_endpoint: Annotated[str | None, typer.Option(help="Orpheus endpoint.")] = None,
+    tts_model_id: Annotated[str | None, typer.Option(help="Baseten Orpheus model id.")] = None,
+    llm_model: Annotated[str | None, typer.Option(help="Baseten Model APIs model id.")] = None,
+) -> None:
+    """One voice turn through a LiveKit AgentSession: baseten STT -> LLM -> TTS."""
+    from ._endpoint import TRUSS_WS_URL
+    from .llm import LLM
+    from .voice_turn import run_turn
+
+    async def job() -> None:
+        question = read_audio(input)
+        stt_url = model_url(stt_endpoint, stt_model_id, TRUSS_WS_URL)
+        tts_url = model_url(tts_endpoint, tts_model_id, TRUSS_WS_URL)
+        async with (
+            endpoints(stt_url=stt_url, tts_url=tts_url, needs=("stt", "tts")) as ep,
+            aiohttp.ClientSession() as http,
+        ):
+            llm_kwargs: dict[str, Any] = {"api_key": ep.api_key}
+            if ep.llm_base_url:
+                llm_kwargs.update(base_url=ep.llm_base_url, model="local-stand-in")
+            elif llm_model:
+                llm_kwargs["model"] = llm_model
+            result = await run_turn(
+                question,
+                SAMPLE_RATE,
+                stt_engine=STT(api_key=ep.api_key, model_endpoint=ep.stt, http_session=http),
+                llm_engine=LLM(**llm_kwargs),
+                tts_engine=TTS(api_key=ep.api_key, model_endpoint=ep.tts, http_session=http),
+            )
+        if result.errors:
+            raise CliError("; ".join(result.errors))
+        write_wav(output, result.audio, result.sample_rate)
+        table = Table(show_header=False)
+        table.add_row("user said", result.transcript)
+        table.add_row("agent replied", result.reply)
+        table.add_row(
+            "reply audio", f"{len(result.audio) / 2 / result.sample_rate:.2f} s -> {output}"
+        )
+        for name, value in (
+            ("STT final latency", result.stt_final_latency_s),
+            ("LLM time to first token", result.llm_ttft_s),
+            ("TTS time to first byte", result.tts_ttfb_s),
+        ):
+            table.add_row(name, f"{value * 1000:.0f} ms" if value is not None else "n/a")
+        out.print(table)
+
+    run(job)
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log warnings too.")] = False,
+) -> None:
+    # Retry warnings and the like are for debugging; a command ends with one line of outcome.
+    logging.basicConfig(
+        level=logging.WARNING if verbose else logging.ERROR,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
 
 
 def main() -> None:

@@ -601,6 +601,7 @@ class SpeechStream(stt.SpeechStream):
 
     def _on_transcription(self, t: _native.Transcription, request_id: str) -> None:
         send = self._event_ch.send_nowait
+        said: list[stt.SpeechData] = []
         if t.text:
             if not self._speaking:
                 self._speaking = True
@@ -619,11 +620,18 @@ class SpeechStream(stt.SpeechStream):
                 else stt.SpeechEventType.INTERIM_TRANSCRIPT
             )
             send(stt.SpeechEvent(kind, request_id=request_id, alternatives=[data]))
+            said = [data]
         if t.is_final:
             self._report_usage()
             if self._speaking:
                 self._speaking = False
-                send(stt.SpeechEvent(stt.SpeechEventType.END_OF_SPEECH, request_id=request_id))
+                # The final's alternative tells LiveKit when the speech ended (its end_time on
+                # the input's timeline), for an honest transcription delay and turn timing.
+                send(
+                    stt.SpeechEvent(
+                        stt.SpeechEventType.END_OF_SPEECH, request_id=request_id, alternatives=said
+                    )
+                )
 
     def _report_usage(self) -> None:
         """RECOGNITION_USAGE for the audio sent since the last report (LiveKit's STT metrics)."""

@@ -17,6 +17,7 @@ See `baseten-protocols.md` section 2."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -36,6 +37,12 @@ _SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
 async def websocket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=1 << 20)
     await ws.prepare(request)
+    with contextlib.suppress(ConnectionError):  # the client went away mid-reply
+        await _converse(ws)
+    return ws
+
+
+async def _converse(ws: web.WebSocketResponse) -> None:
     first = await ws.receive()
     try:
         meta = json.loads(first.data) if first.type == WSMsgType.TEXT else {}
@@ -43,7 +50,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         buffer_size = int(meta.get("buffer_size", 10))
     except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
         await ws.close(code=1011, message=b"invalid metadata")
-        return ws
+        return
     logger.info("orpheus websocket session: voice=%s buffer_size=%d", voice, buffer_size)
     words: list[str] = []
     async for msg in ws:
@@ -65,7 +72,6 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     if words:
         await _speak(ws, " ".join(words), voice)
     await ws.close()
-    return ws
 
 
 async def _speak(ws: web.WebSocketResponse, text: str, voice: str) -> None:
@@ -87,8 +93,9 @@ async def predict(request: web.Request) -> web.StreamResponse:
     # Newer servers send bare PCM despite the content type (older ones a WAV header first).
     response = web.StreamResponse(headers={"Content-Type": "audio/wav"})
     await response.prepare(request)
-    for sentence in re.split(r"(?<=[.!?])\s+", prompt.strip()):
-        if sentence:
-            await response.write(await _speech.synthesize(sentence, voice))
-    await response.write_eof()
+    with contextlib.suppress(ConnectionError):  # the client went away mid-reply
+        for sentence in re.split(r"(?<=[.!?])\s+", prompt.strip()):
+            if sentence:
+                await response.write(await _speech.synthesize(sentence, voice))
+        await response.write_eof()
     return response

@@ -60,6 +60,14 @@ def _model() -> Any:
 _executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
 
 
+_pending = 0
+
+
+def pending() -> int:
+    """Transcriptions waiting or running, server-wide."""
+    return _pending
+
+
 def load() -> None:
     """Loads the model now (about a second) rather than on the first utterance."""
     _model()
@@ -92,5 +100,10 @@ def _transcribe(audio: np.ndarray, prompt: str) -> list[Segment]:
 
 async def transcribe(audio: np.ndarray, prompt: str = "") -> list[Segment]:
     """Segments of `audio` (float32, 16 kHz mono), times in seconds from its start."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_executor, _transcribe, audio, prompt)
+    global _pending
+    _pending += 1
+    try:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_executor, _transcribe, audio, prompt)
+    finally:
+        _pending -= 1

@@ -35,8 +35,11 @@ from ._vad import SAMPLE_RATE, WINDOW, VadIterator
 
 logger = logging.getLogger("livekit.plugins.baseten.local")
 
-# The real server drops partial requests when this many transcriptions are queued.
+# The real server drops partial requests when this many transcriptions are queued. Here one
+# thread serves every session, so partials also give way whenever any transcription waits:
+# finals (and end_audio's deadline) come first.
 MAX_QUEUED = 10
+MAX_PENDING_FOR_PARTIALS = 1
 # Audio before the VAD's start handed to Whisper too: the VAD starts an utterance at the first
 # window it scores as speech (padded by speech_pad_ms), which can be just after a soft onset
 # ("Could" loses its "C"); Baseten's large model copes, tiny.en needs the context.
@@ -79,6 +82,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     started = time.monotonic()
     try:
         await session.run()
+    except ConnectionError:
+        pass  # the client went away mid-reply: its session is over, nothing to report
     finally:
         logger.info(
             "whisper session closed after %.1fs: %.1fs of audio, %d transcripts",
@@ -113,6 +118,8 @@ class WhisperSession:
         worker = asyncio.create_task(self._work())
         try:
             async for msg in self.ws:
+                if worker.done():
+                    break  # the worker could not send: the client is gone
                 if msg.type == WSMsgType.BINARY:
                     if not await self._on_audio(msg.data):
                         return
@@ -120,7 +127,7 @@ class WhisperSession:
                     await self._on_control(msg.data)
         finally:
             worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await worker
 
     async def _on_audio(self, data: bytes) -> bool:
@@ -172,7 +179,9 @@ class WhisperSession:
                 self.audio = self.audio[-keep:]
 
     def _queue(self, job: _Job) -> None:
-        if not job.final and self.jobs.qsize() >= MAX_QUEUED:
+        if not job.final and (
+            self.jobs.qsize() >= MAX_QUEUED or _recognizer.pending() > MAX_PENDING_FOR_PARTIALS
+        ):
             return  # load shedding, as the real server does for partials
         first = max(self.audio_start, job.start - CONTEXT_SAMPLES)
         audio = self.audio[first - self.audio_start : job.end - self.audio_start].copy()
