@@ -1,7 +1,8 @@
 import gc
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import aiohttp
 import pytest
 from hypothesis import settings
 
@@ -34,3 +35,10 @@ def no_asyncio_errors() -> Iterator[None]:
         logger.removeHandler(collector)
     messages = [r.getMessage() for r in collector.records]
     assert not messages, f"asyncio logged errors: {messages}"
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """The aiohttp session the plugin's classes are given (outside a LiveKit job)."""
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -41,12 +41,6 @@ async def server() -> AsyncIterator[FakeWhisperServer]:
     await s.close()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def make_stt(
     server: FakeWhisperServer, http: aiohttp.ClientSession, **kwargs: object
 ) -> baseten.STT:

@@ -33,12 +33,6 @@ async def server() -> AsyncIterator[FakeOrpheusServer]:
     await s.close()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def make_tts(endpoint: str, http: aiohttp.ClientSession, **kwargs: object) -> baseten.TTS:
     return baseten.TTS(api_key=KEY, model_endpoint=endpoint, http_session=http, **kwargs)  # type: ignore[arg-type]
 
