@@ -74,3 +74,19 @@ def test_native_vs_python_benchmark_runs() -> None:
     )
     rows = [line for line in result.stdout.splitlines() if re.match(r"\| \w", line)]
     assert len(rows) == 8, result.stdout  # header + 7 hot paths
+
+
+def test_the_load_harness_runs_side_by_side(tmp_path: Path) -> None:
+    """The benchmark is not a test: this only proves the harness works, in a tiny run."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benches" / "harness.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith("| 2 |")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:3] == ["2", "48 kHz", "realtime"]
+    assert re.search(r"[\d.]+ / [\d.]+ / \*\*[\d.]+x\*\*", cells[3]), row  # both plugins ran
+    assert "n/a" not in cells[7], row  # final transcripts were delivered to both

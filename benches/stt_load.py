@@ -1,0 +1,184 @@
+"""One load run: N concurrent STT streams in this process, against benches/bench_server.py.
+
+Runs under either plugin's virtualenv (ours, or the existing pure-Python one), so the same
+workload measures both. Prints one JSON object.
+
+    python benches/stt_load.py --plugin baseten|null|raw --url ws://127.0.0.1:8766/ws \
+        --streams 50 --rate 48000 --seconds 20 --pace realtime|fast
+
+- baseten: `livekit.plugins.baseten.STT` as installed in this interpreter;
+- null: the same driver loop pushing into a stream that does nothing (the driver's own cost,
+  subtracted by the harness);
+- raw: bare WebSockets sending one 1024-byte frame every 32 ms (the floor: what sending the
+  audio costs at all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import math
+import os
+import re
+import resource
+import statistics
+import time
+from collections import defaultdict
+from typing import Any
+
+import aiohttp
+import numpy as np
+from livekit import rtc
+
+FRAME_MS = 20
+WIRE_FRAME_S = 0.032
+_send_times: dict[int, list[float]] = defaultdict(list)
+
+
+def _instrument_sends() -> None:
+    """Records when every binary WebSocket message leaves, for either plugin."""
+    original = aiohttp.ClientWebSocketResponse.send_bytes
+
+    async def send_bytes(
+        self: aiohttp.ClientWebSocketResponse, data: bytes, *a: Any, **k: Any
+    ) -> None:
+        await original(self, data, *a, **k)
+        _send_times[id(self)].append(time.monotonic())
+
+    aiohttp.ClientWebSocketResponse.send_bytes = send_bytes  # type: ignore[method-assign,assignment]
+
+
+class _GcClock:
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._start = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self._start)
+
+
+def tone_frame(rate: int) -> rtc.AudioFrame:
+    n = rate * FRAME_MS // 1000
+    t = np.arange(n) / rate
+    pcm = (6000 * np.sin(2 * math.pi * 300 * t)).astype(np.int16).tobytes()
+    return rtc.AudioFrame(pcm, rate, 1, n)
+
+
+class _NullStream:
+    def push_frame(self, frame: rtc.AudioFrame) -> None:
+        pass
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    _instrument_sends()
+    gc_clock = _GcClock()
+    frame = tone_frame(args.rate)
+    n_frames = int(args.seconds * 1000 / FRAME_MS)
+    expected_finals = int(args.seconds // args.final_every)
+    latencies: list[float] = []
+    finals = 0
+    async with aiohttp.ClientSession() as http:
+        engine: Any = None
+        if args.plugin == "baseten":
+            from livekit.plugins import baseten
+
+            engine = baseten.STT(api_key="bench", model_endpoint=args.url, http_session=http)
+
+        finals_per_stream: dict[int, int] = defaultdict(int)
+        owed: dict[int, asyncio.Event] = defaultdict(asyncio.Event)  # set once all finals came
+
+        async def consume(stream: Any, index: int) -> None:
+            nonlocal finals
+            async for ev in stream:
+                if ev.type.name == "FINAL_TRANSCRIPT":
+                    received = time.time()
+                    finals += 1
+                    finals_per_stream[index] += 1
+                    if finals_per_stream[index] >= expected_finals:
+                        owed[index].set()
+                    if m := re.search(r"t(\d+\.\d+)", ev.alternatives[0].text):
+                        latencies.append(received - float(m.group(1)))
+
+        async def one(index: int) -> None:
+            ws = None
+            if args.plugin == "raw":
+                ws = await http.ws_connect(args.url)
+                await ws.send_str("{}")
+            stream: Any = engine.stream() if engine else _NullStream()
+            consumer = asyncio.create_task(consume(stream, index)) if engine else None
+            # Spread the streams over a frame period, as real calls are.
+            await asyncio.sleep(index * FRAME_MS / 1000 / args.streams)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            for k in range(n_frames):
+                if args.pace == "realtime":
+                    await asyncio.sleep(max(0.0, start + k * FRAME_MS / 1000 - loop.time()))
+                elif k % 50 == 0:
+                    await asyncio.sleep(0)
+                if ws is not None:
+                    if k % 8 in (1, 4, 6):  # 1024 bytes every 32 ms: 5 per 8 frames of 20 ms
+                        await ws.send_bytes(bytes(1024))
+                else:
+                    stream.push_frame(frame)
+            if ws is not None:
+                await ws.close()
+                return
+            if consumer is None:
+                return
+            stream.end_input()
+            # The existing plugin never ends a stream by itself: wait for the finals the
+            # server owes, then close (ours ends on its own, usually sooner).
+            if expected_finals:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(owed[index].wait(), 10)
+            await stream.aclose()
+            consumer.cancel()
+
+        gc_clock.pauses.clear()  # only pauses inside the measured window
+        cpu0, wall0 = os.times(), time.monotonic()
+        await asyncio.gather(*(one(i) for i in range(args.streams)))
+        cpu1, wall1 = os.times(), time.monotonic()
+    lateness = []
+    for times in _send_times.values():
+        lateness += [t - times[0] - k * WIRE_FRAME_S for k, t in enumerate(times)]
+    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    return {
+        "plugin": args.plugin,
+        "streams": args.streams,
+        "rate": args.rate,
+        "pace": args.pace,
+        "audio_s": args.seconds * args.streams,
+        "cpu_s": cpu,
+        "wall_s": wall1 - wall0,
+        "finals": finals,
+        "expected_finals": expected_finals * args.streams,
+        "final_latency_p50": statistics.median(latencies) if latencies else None,
+        "final_latency_p99": float(np.percentile(latencies, 99)) if latencies else None,
+        "lateness_p50": statistics.median(lateness) if lateness else None,
+        "lateness_p99": float(np.percentile(lateness, 99)) if lateness else None,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "gc_max_pause_ms": max(gc_clock.pauses, default=0.0) * 1000,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plugin", choices=["baseten", "null", "raw"], required=True)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--streams", type=int, default=1)
+    parser.add_argument("--rate", type=int, default=16000)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--pace", choices=["realtime", "fast"], default="realtime")
+    parser.add_argument("--final-every", type=float, default=5.0)
+    print(json.dumps(asyncio.run(run(parser.parse_args()))))
+
+
+if __name__ == "__main__":
+    main()
