@@ -24,10 +24,13 @@ responder: a stand-in for the protocol, not a language model.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
 from aiohttp import web
+
+logger = logging.getLogger("livekit.plugins.baseten.local")
 
 
 def _text(content: Any) -> str:
@@ -66,6 +69,13 @@ async def completions(request: web.Request) -> web.StreamResponse:
         }
         return web.json_response({"error": error}, status=400)
     text, tool = respond(messages, list(body.get("tools") or []))
+    logger.info(
+        "chat completion: model=%s, %d messages, stream=%s, %s",
+        model,
+        len(messages),
+        bool(body.get("stream")),
+        f"calls {tool}" if tool else f"{len(text.split())} words",
+    )
     base = {
         "id": f"chatcmpl-{int(time.time() * 1000)}",
         "created": int(time.time()),
