@@ -16,52 +16,15 @@ import json
 import time
 
 from aiohttp import WSMsgType, web
+from baseten_messages import transcription
 
 FRAME_S = 0.032
-VOCAB = "please send the quarterly report to the office before noon and call me back".split()
 
 
-def message(num: int, start: float, end: float, words: int, final: bool, frames: int) -> str:
-    step = (end - start) / words
-    ws = [
-        {
-            "word": f" t{time.time():.6f}" if i == 0 else f" {VOCAB[i % len(VOCAB)]}",
-            "start_time": round(start + i * step, 3),
-            "end_time": round(start + (i + 0.8) * step, 3),
-            "prob": 0.9,
-            "speaker": None,
-        }
-        for i in range(words)
-    ]
-    return json.dumps(
-        {
-            "type": "transcription",
-            "is_final": final,
-            "transcription_num": num,
-            "segments": [
-                {
-                    "start_time": round(start, 3),
-                    "end_time": round(end, 3),
-                    "text": "".join(str(w["word"]) for w in ws),
-                    "log_prob": -0.2,
-                    "word_timestamps": ws,
-                    "speaker": None,
-                    "speaker_confidence": None,
-                    "possible_hallucination": False,
-                    "beam_results": None,
-                    "language_code": "en",
-                    "language_prob": None,
-                }
-            ],
-            "language_code": "en",
-            "language_prob": None,
-            "diarization": [],
-            "timing_info": None,
-            "enable_chunk_level_language_detection": False,
-            "audio_length_sec": round(frames * FRAME_S, 3),
-            "next_partial": None,
-            "pipeline_latency": None,
-        }
+def message(num: int, start: float, end: float, words: int, final: bool) -> str:
+    # The first word carries the send time, for the clients' delivery latency.
+    return transcription(
+        num=num, start=start, end=end, words=words, final=final, first_word=f"t{time.time():.6f}"
     )
 
 
@@ -79,20 +42,16 @@ def make_app(final_every_s: float) -> web.Application:
                 span = frames - since
                 start, end = since * FRAME_S, frames * FRAME_S
                 if span == final_frames:
-                    await ws.send_str(message(num, start, end, 40, True, span))
+                    await ws.send_str(message(num, start, end, 40, True))
                     num += 1
                     since = frames
                 elif span % partial_frames == 0:
-                    await ws.send_str(message(num, start, end, 12, False, span))
+                    await ws.send_str(message(num, start, end, 12, False))
             elif msg.type == WSMsgType.TEXT:
                 kind = json.loads(msg.data).get("type")
                 if kind == "end_audio":
                     if frames > since:
-                        await ws.send_str(
-                            message(
-                                num, since * FRAME_S, frames * FRAME_S, 40, True, frames - since
-                            )
-                        )
+                        await ws.send_str(message(num, since * FRAME_S, frames * FRAME_S, 40, True))
                     await ws.send_str(
                         json.dumps({"type": "end_audio", "body": {"status": "finished"}})
                     )

@@ -18,7 +18,6 @@ Baselines:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import orjson
+from baseten_messages import transcription
 from livekit import rtc
 from livekit.agents.types import TimedString
 from livekit.agents.utils.audio import AudioByteStream
@@ -85,52 +85,7 @@ def send_path_native(rate: int) -> Callable[[rtc.AudioFrame], int]:
 
 
 def transcript_message(words: int, is_final: bool) -> str:
-    vocab = "please send the report to the office before noon and call me back".split()
-    ws: list[dict[str, object]] = []
-    text = ""
-    t = 0.32
-    for i in range(words):
-        w = vocab[i % len(vocab)]
-        text += f" {w}"
-        ws.append(
-            {
-                "word": f" {w}",
-                "start_time": round(t, 2),
-                "end_time": round(t + 0.28, 2),
-                "prob": 0.91,
-                "speaker": None,
-            }
-        )
-        t += 0.34
-    msg = {
-        "type": "transcription",
-        "is_final": is_final,
-        "transcription_num": 7,
-        "segments": [
-            {
-                "start_time": 0.32,
-                "end_time": round(t, 2),
-                "text": text,
-                "log_prob": -0.21,
-                "word_timestamps": ws,
-                "speaker": None,
-                "speaker_confidence": None,
-                "possible_hallucination": False,
-                "beam_results": None,
-                "language_code": "en",
-                "language_prob": None,
-            }
-        ],
-        "language_code": "en",
-        "language_prob": None,
-        "diarization": [],
-        "timing_info": None,
-        "enable_chunk_level_language_detection": False,
-        "audio_length_sec": round(t + 0.3, 2),
-        "next_partial": None,
-        "pipeline_latency": None,
-    }
-    return json.dumps(msg)
+    return transcription(num=7, start=0.32, end=0.32 + 0.34 * words, words=words, final=is_final)
 
 
 def parse_existing(raw: str, offset: float) -> list[TimedString]:

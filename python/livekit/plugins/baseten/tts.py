@@ -225,13 +225,7 @@ class ChunkedStream(tts.ChunkedStream):
         self._opts = dataclasses.replace(tts._opts)
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        request_id = utils.shortuuid()
-        output_emitter.initialize(
-            request_id=request_id,
-            sample_rate=SAMPLE_RATE,
-            num_channels=NUM_CHANNELS,
-            mime_type="audio/pcm",
-        )
+        request_id = _start(output_emitter, stream=False)
         session = self._tts._ensure_session()
         timeout = self._conn_options.timeout
         pushed = False
@@ -294,14 +288,7 @@ class SynthesizeStream(tts.SynthesizeStream):
         self._opts = dataclasses.replace(tts._opts)
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        request_id = utils.shortuuid()
-        output_emitter.initialize(
-            request_id=request_id,
-            sample_rate=SAMPLE_RATE,
-            num_channels=NUM_CHANNELS,
-            mime_type="audio/pcm",
-            stream=True,
-        )
+        request_id = _start(output_emitter, stream=True)
         # Connect before the first text arrives: the handshake overlaps the LLM's first tokens.
         ws = await connect(
             self._tts._ensure_session(),
@@ -427,6 +414,19 @@ class SynthesizeStream(tts.SynthesizeStream):
                 )
             else:
                 raise APIConnectionError(f"Baseten TTS connection error: {ws.exception()}")
+
+
+def _start(output_emitter: tts.AudioEmitter, *, stream: bool) -> str:
+    """Sets the emitter up for Orpheus' raw 24 kHz mono PCM; returns the request id."""
+    request_id = utils.shortuuid()
+    output_emitter.initialize(
+        request_id=request_id,
+        sample_rate=SAMPLE_RATE,
+        num_channels=NUM_CHANNELS,
+        mime_type="audio/pcm",
+        stream=stream,
+    )
+    return request_id
 
 
 def _check_options(opts: OrpheusOptions) -> None:
