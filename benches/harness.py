@@ -11,9 +11,11 @@ A/B within every configuration, several trials each. Every run is a fresh proces
 Reported per configuration, medians of the trials, each net of the driver's own cost (the same
 loop pushing into a stream that does nothing, measured alongside):
 - client CPU-seconds per hour of audio (per stream), and real-time streams per core;
-- p50/p99 lateness of wire frames (send time against the schedule of the stream's first frame),
+- p50/p99 lateness of wire frames (send time after the input that completes the frame was
+  pushed, real-time runs only),
   p50/p99 delivery of final transcripts (server send -> FINAL_TRANSCRIPT event);
 - peak RSS and the longest GC pause;
+- stream closes that hung (bounded at 10 s each, so a hang cannot stall or hide in the run);
 - the floor: bare WebSockets sending 1024 bytes every 32 ms, and how far above it each plugin is.
 Writes `benches/results/stt-<time>.md` and `.png` (CPU per stream against N).
 """
@@ -166,6 +168,7 @@ HEADER = [
     "final delivery p50/p99 ms (ours; existing)",
     "peak RSS MB (ours / existing)",
     "max GC pause ms (ours / existing)",
+    "closes that hung (ours / existing)",
 ]
 
 
@@ -209,6 +212,9 @@ def render(rows: list[tuple[Config, dict[str, list[dict[str, Any]]]]], trials: i
             percentiles(runs, "final_latency"),
             " / ".join(fmt(median(runs[k], "peak_rss_mb"), digits=0) for k in ("ours", "existing")),
             " / ".join(fmt(median(runs[k], "gc_max_pause_ms")) for k in ("ours", "existing")),
+            " / ".join(
+                str(sum(r.get("hung_closes", 0) for r in runs[k])) for k in ("ours", "existing")
+            ),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

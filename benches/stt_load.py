@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import contextvars
 import gc
 import json
 import math
@@ -35,18 +36,23 @@ from livekit import rtc
 
 FRAME_MS = 20
 WIRE_FRAME_S = 0.032
+# Which stream a send belongs to: set before the plugin creates the stream, and inherited by
+# every task the plugin starts for it, so the same hook serves either plugin.
+_stream_index: contextvars.ContextVar[int] = contextvars.ContextVar("stream", default=-1)
 _send_times: dict[int, list[float]] = defaultdict(list)
+_push_start: dict[int, float] = {}
+WIRE_FRAME = bytes(1024)
 
 
 def _instrument_sends() -> None:
-    """Records when every binary WebSocket message leaves, for either plugin."""
+    """Records when every binary WebSocket message leaves, per stream, for either plugin."""
     original = aiohttp.ClientWebSocketResponse.send_bytes
 
     async def send_bytes(
         self: aiohttp.ClientWebSocketResponse, data: bytes, *a: Any, **k: Any
     ) -> None:
         await original(self, data, *a, **k)
-        _send_times[id(self)].append(time.monotonic())
+        _send_times[_stream_index.get()].append(time.monotonic())
 
     aiohttp.ClientWebSocketResponse.send_bytes = send_bytes  # type: ignore[method-assign,assignment]
 
@@ -83,6 +89,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     n_frames = int(args.seconds * 1000 / FRAME_MS)
     expected_finals = int(args.seconds // args.final_every)
     latencies: list[float] = []
+    hung_closes: list[int] = []
     finals = 0
     async with aiohttp.ClientSession() as http:
         engine: Any = None
@@ -107,6 +114,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         latencies.append(received - float(m.group(1)))
 
         async def one(index: int) -> None:
+            _stream_index.set(index)  # this task's context, and every task created from it
             ws = None
             if args.plugin == "raw":
                 ws = await http.ws_connect(args.url)
@@ -116,15 +124,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # Spread the streams over a frame period, as real calls are.
             await asyncio.sleep(index * FRAME_MS / 1000 / args.streams)
             loop = asyncio.get_running_loop()
+            pushed = 0
             start = loop.time()
+            _push_start[index] = start  # loop.time() is time.monotonic()
             for k in range(n_frames):
                 if args.pace == "realtime":
                     await asyncio.sleep(max(0.0, start + k * FRAME_MS / 1000 - loop.time()))
                 elif k % 50 == 0:
                     await asyncio.sleep(0)
                 if ws is not None:
-                    if k % 8 in (1, 4, 6):  # 1024 bytes every 32 ms: 5 per 8 frames of 20 ms
-                        await ws.send_bytes(bytes(1024))
+                    # A 1024-byte wire frame whenever 512 samples (at 16 kHz) have come in.
+                    pushed += 320
+                    if pushed >= 512:
+                        pushed -= 512
+                        await ws.send_bytes(WIRE_FRAME)
                 else:
                     stream.push_frame(frame)
             if ws is not None:
@@ -138,16 +151,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if expected_finals:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(owed[index].wait(), 10)
-            await stream.aclose()
+            try:
+                await asyncio.wait_for(stream.aclose(), 10)
+            except asyncio.TimeoutError:
+                hung_closes.append(index)  # reported, so a hang cannot pass unnoticed
             consumer.cancel()
 
         gc_clock.pauses.clear()  # only pauses inside the measured window
         cpu0, wall0 = os.times(), time.monotonic()
         await asyncio.gather(*(one(i) for i in range(args.streams)))
         cpu1, wall1 = os.times(), time.monotonic()
+    # A wire frame is due once the input frame completing it has been pushed: lateness is how
+    # long after that it left (resampling delay included, for whoever resamples).
     lateness = []
-    for times in _send_times.values():
-        lateness += [t - times[0] - k * WIRE_FRAME_S for k, t in enumerate(times)]
+    for index, times in _send_times.items():
+        if index in _push_start:
+            for k, sent in enumerate(times):
+                due = math.ceil((k + 1) * WIRE_FRAME_S / (FRAME_MS / 1000) - 1e-9) - 1
+                lateness.append(sent - (_push_start[index] + due * FRAME_MS / 1000))
     cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     return {
         "plugin": args.plugin,
@@ -165,6 +186,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "lateness_p99": float(np.percentile(lateness, 99)) if lateness else None,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "gc_max_pause_ms": max(gc_clock.pauses, default=0.0) * 1000,
+        "hung_closes": len(hung_closes),
     }
 
 
