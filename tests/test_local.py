@@ -4,6 +4,7 @@ turn through AgentSession, and the livekit-baseten CLI."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -100,6 +101,44 @@ async def test_words_are_timed_on_the_input_timeline(
     starts = [w.start_time for w in final.words or []]
     assert starts and all(isinstance(t, float) and 0.1 < t < 4.0 for t in starts)
     assert E.INTERIM_TRANSCRIPT in [ev.type for ev in events]
+
+
+async def hear_sample(
+    server: LocalServer, http: aiohttp.ClientSession, **options: object
+) -> list[stt.SpeechEvent]:
+    ear = baseten.STT(
+        api_key="local",
+        model_endpoint=server.whisper_url,
+        http_session=http,
+        **options,  # type: ignore[arg-type]
+    )
+    stream = ear.stream()
+    with wave.open(str(SAMPLE)) as w:
+        pcm, rate = w.readframes(w.getnframes()), w.getframerate()
+    for i in range(0, len(pcm), rate // 50 * 2):
+        chunk = pcm[i : i + rate // 50 * 2]
+        stream.push_frame(rtc.AudioFrame(chunk, rate, 1, len(chunk) // 2))
+    stream.end_input()
+    return [ev async for ev in stream]
+
+
+async def test_mulaw_is_decoded_as_the_real_server_decodes_it(
+    server: LocalServer, http: aiohttp.ClientSession
+) -> None:
+    events = await hear_sample(server, http, encoding="pcm_mulaw")
+    finals = " ".join(ev.alternatives[0].text for ev in events if ev.type == E.FINAL_TRANSCRIPT)
+    assert "quarterly report" in finals
+
+
+async def test_a_long_utterance_is_cut_at_the_max_duration(
+    server: LocalServer, http: aiohttp.ClientSession
+) -> None:
+    # About 3.2 s of continuous speech, cut every second: several finals, in order.
+    events = await hear_sample(server, http, final_transcript_max_duration_s=1)
+    finals = [ev.alternatives[0] for ev in events if ev.type == E.FINAL_TRANSCRIPT]
+    assert len(finals) >= 3
+    assert all(a.end_time <= b.start_time + 0.3 for a, b in itertools.pairwise(finals))
+    assert all(f.end_time - f.start_time <= 1.3 for f in finals[:-1])
 
 
 async def raw_session(

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from livekit.agents import (
     APIConnectionError,
     APIConnectOptions,
@@ -443,3 +445,16 @@ async def test_stream_on_predict_reuses_one_adapter(
     for _ in range(5):
         await engine.stream().aclose()
     assert len(engine._events.get("metrics_collected", set())) == listeners
+
+
+@given(
+    st.lists(st.text(alphabet="ab.?! ", min_size=1, max_size=40), min_size=1, max_size=60),
+    st.integers(min_value=10, max_value=120),
+)
+def test_split_prompt_keeps_every_character_in_order_within_the_limit(
+    parts: list[str], limit: int
+) -> None:
+    text = " ".join(parts)
+    pieces = split_prompt(text, limit) if len(text) > limit else [text]
+    assert all(len(p) <= limit for p in pieces) or pieces == [text]
+    assert "".join(pieces).replace(" ", "") == text.replace(" ", "")

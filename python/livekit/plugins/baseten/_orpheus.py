@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from livekit.agents import tokenize
@@ -141,35 +142,28 @@ def split_prompt(text: str, limit: int = MAX_PROMPT_CHARS) -> list[str]:
     sentence longer than the limit, between words)."""
     if len(text) <= limit:
         return [text]
-    pieces: list[str] = []
-    current = ""
-    for sentence in tokenize.basic.SentenceTokenizer().tokenize(text):
-        for part in _split_long(sentence, limit):
-            if current and len(current) + 1 + len(part) > limit:
-                pieces.append(current)
-                current = ""
-            current = f"{current} {part}" if current else part
-    if current:
-        pieces.append(current)
-    return pieces
+    sentences = tokenize.basic.SentenceTokenizer().tokenize(text)
+    return _pack((part for s in sentences for part in _split_long(s, limit)), limit)
 
 
 def _split_long(sentence: str, limit: int) -> list[str]:
     if len(sentence) <= limit:
         return [sentence]
-    parts: list[str] = []
+    # A "word" longer than the limit is cut.
+    chunks = (w[i : i + limit] for w in sentence.split() for i in range(0, len(w), limit))
+    return _pack(chunks, limit)
+
+
+def _pack(parts: Iterable[str], limit: int) -> list[str]:
+    """Joins `parts` with spaces into as few pieces of at most `limit` characters as the
+    order allows (every part is at most `limit` long)."""
+    pieces: list[str] = []
     current = ""
-    for word in sentence.split():
-        while len(word) > limit:  # a "word" longer than the limit: cut it
-            if current:
-                parts.append(current)
-                current = ""
-            parts.append(word[:limit])
-            word = word[limit:]
-        if current and len(current) + 1 + len(word) > limit:
-            parts.append(current)
+    for part in parts:
+        if current and len(current) + 1 + len(part) > limit:
+            pieces.append(current)
             current = ""
-        current = f"{current} {word}" if current else word
+        current = f"{current} {part}" if current else part
     if current:
-        parts.append(current)
-    return parts
+        pieces.append(current)
+    return pieces
