@@ -44,17 +44,23 @@ _push_start: dict[int, float] = {}
 WIRE_FRAME = bytes(1024)
 
 
+# A 1024-byte audio payload in a masked client WebSocket frame: 4 header bytes, 4 of mask.
+_WIRE_MESSAGE_BYTES = 1024 + 8
+
+
 def _instrument_sends() -> None:
-    """Records when every binary WebSocket message leaves, per stream, for either plugin."""
-    original = aiohttp.ClientWebSocketResponse.send_bytes
+    """Records when every audio message reaches the socket's transport, per stream, for either
+    plugin: ours writes frames to the transport itself, the existing one through aiohttp's
+    send_bytes, which ends in the same call."""
+    transport_class: Any = asyncio.selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
+    original = transport_class.write
 
-    async def send_bytes(
-        self: aiohttp.ClientWebSocketResponse, data: bytes, *a: Any, **k: Any
-    ) -> None:
-        await original(self, data, *a, **k)
-        _send_times[_stream_index.get()].append(time.monotonic())
+    def write(self: asyncio.Transport, data: bytes | bytearray | memoryview) -> None:
+        original(self, data)
+        if len(data) == _WIRE_MESSAGE_BYTES:
+            _send_times[_stream_index.get()].append(time.monotonic())
 
-    aiohttp.ClientWebSocketResponse.send_bytes = send_bytes  # type: ignore[method-assign,assignment]
+    transport_class.write = write
 
 
 class _GcClock:

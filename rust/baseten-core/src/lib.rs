@@ -20,6 +20,7 @@
 //!   mu-law Baseten's Whisper server decodes.
 //! * [`rebuffer::Rebuffer`]: byte rebuffering into fixed-size frames.
 //! * [`transcript`]: one Whisper server message (JSON) -> a compact, borrowed struct.
+//! * [`websocket`]: masked client WebSocket frames for the audio, written without Python.
 //!
 //! The crate has no Python dependency; `baseten-py` wraps it for Python.
 
@@ -32,6 +33,7 @@ pub mod pipeline;
 pub mod rebuffer;
 pub mod resample;
 pub mod transcript;
+pub mod websocket;
 
 use std::fmt;
 

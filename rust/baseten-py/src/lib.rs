@@ -30,6 +30,7 @@ use baseten_core::pcm::sample_count;
 use baseten_core::pipeline::{self, WireEncoding};
 use baseten_core::rebuffer;
 use baseten_core::transcript::{self, ServerMessage};
+use baseten_core::websocket;
 
 fn value_error(e: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(e.to_string())
@@ -270,6 +271,20 @@ fn mulaw_decode<'py>(
     })
 }
 
+/// `payload` as one masked client-to-server binary WebSocket frame, ready for the transport.
+#[pyfunction]
+fn websocket_binary_frame<'py>(
+    py: Python<'py>,
+    payload: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let payload = Pcm::extract(payload)?;
+    payload.with_slice(|data| {
+        PyBytes::new_with(py, websocket::client_frame_len(data.len()), |out| {
+            websocket::write_binary_frame(data, websocket::random_mask(), out).map_err(value_error)
+        })
+    })
+}
+
 /// A partial or final transcript, with times already shifted by the caller's offset.
 #[pyclass(frozen, get_all, module = "livekit.plugins.baseten._native")]
 struct Transcription {
@@ -482,7 +497,7 @@ fn parse_message<'py>(
 mod _native {
     #[pymodule_export]
     use super::{
-        mulaw_decode, mulaw_encode, parse_message, EndAudio, HealthCheck, Rebuffer, SendPipeline,
-        ServerError, Transcription, UnknownMessage,
+        mulaw_decode, mulaw_encode, parse_message, websocket_binary_frame, EndAudio, HealthCheck,
+        Rebuffer, SendPipeline, ServerError, Transcription, UnknownMessage,
     };
 }

@@ -79,6 +79,10 @@ def mulaw_encode(pcm: Buffer, flavour: Literal["g711", "continuous"] = "g711") -
 def mulaw_decode(ulaw: Buffer, flavour: Literal["g711", "continuous"] = "g711") -> bytes:
     """mu-law -> int16 little-endian PCM; "g711" is bit-exact with `audioop.ulaw2lin(ulaw, 2)`."""
 
+def websocket_binary_frame(payload: Buffer) -> bytes:
+    """`payload` as one masked client-to-server binary WebSocket frame (RFC 6455), ready to be
+    written to the connection's transport."""
+
 @final
 class Transcription:
     """A partial or final transcript; times already include the `time_offset` given."""

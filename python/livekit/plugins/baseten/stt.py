@@ -47,6 +47,7 @@ from livekit.agents.utils import AudioBuffer, is_given
 from typing_extensions import TypedDict, Unpack
 
 from . import _native
+from ._direct_writer import DirectWriter
 from ._endpoint import CHAIN_WS_URL, TRUSS_WS_URL, resolve_api_key, resolve_endpoint
 from ._outbox import Outbox
 from ._websocket import connect
@@ -297,6 +298,7 @@ class _Connection:
     ws: aiohttp.ClientWebSocketResponse
     request_id: str
     last_message_at: float
+    direct: DirectWriter | None
     # Set by the sender once end_audio is out; the receiver then drains until "finished".
     ending: _End | None = None
     end_audio_at: float = 0.0
@@ -341,6 +343,9 @@ class SpeechStream(stt.SpeechStream):
         self._session = http_session
         self._pipeline: _native.SendPipeline | None = None
         self._outbox = Outbox(max_frames=_MAX_FRAMES)
+        # The connection that push_frame may write to directly: set while its sender is idle
+        # (outbox empty, nothing in flight), so direct frames can never overtake queued ones.
+        self._idle: _Connection | None = None
         self._options_changed = False
         self._report_errors = True
         self._speaking = False
@@ -379,15 +384,27 @@ class SpeechStream(stt.SpeechStream):
                 f"{pipeline.input_rate} Hz x {pipeline.channels} then "
                 f"{frame.sample_rate} Hz x {frame.num_channels}"
             )
-        self._outbox.extend(pipeline.push(_frame_bytes(frame)))
+        if frames := pipeline.push(_frame_bytes(frame)):
+            self._send(frames)
 
     def flush(self) -> None:
         """Sends the audio pushed so far, the last frame zero-padded (the protocol has no
         flush message: the server's VAD decides where utterances end)."""
         self._check_input_not_ended()
         self._check_not_closed()
-        if self._pipeline is not None:
-            self._outbox.extend(self._pipeline.flush())
+        if self._pipeline is not None and (frames := self._pipeline.flush()):
+            self._send(frames)
+
+    def _send(self, frames: list[bytes]) -> None:
+        conn = self._idle
+        direct = conn.direct if conn is not None else None
+        if conn is not None and direct is not None and direct.ready():
+            for frame in frames:
+                direct.write(frame)
+                conn.sent(frame)
+            self._audio_sent_s += len(frames) * FRAME_SECONDS
+        else:
+            self._outbox.extend(frames)  # the sender task sends them
 
     def end_input(self) -> None:
         """No more audio: the stream sends what is left, asks the server to finish, emits the
@@ -400,6 +417,7 @@ class SpeechStream(stt.SpeechStream):
         its last transcripts), and audio pushed meanwhile waits for the new one."""
         self._opts = _apply_changes(self._opts, changes)
         self._options_changed = True
+        self._idle = None  # audio pushed from now on is for the next connection
         self._outbox.notify()
 
     # -- connection lifecycle ---------------------------------------------------------------
@@ -443,7 +461,12 @@ class SpeechStream(stt.SpeechStream):
             timeout=self._conn_options.timeout,
             max_msg_size=MAX_MESSAGE_BYTES,
         )
-        conn = _Connection(ws=ws, request_id=utils.shortuuid(), last_message_at=time.monotonic())
+        conn = _Connection(
+            ws=ws,
+            request_id=utils.shortuuid(),
+            last_message_at=time.monotonic(),
+            direct=DirectWriter.of(ws),
+        )
         self._request_id = conn.request_id
         # Server times restart at 0 on every socket. The audio before this socket's first
         # frame (sent, or dropped while no socket took it) keeps them on the input's timeline;
@@ -464,6 +487,7 @@ class SpeechStream(stt.SpeechStream):
             self._resend_unconfirmed(conn)
             raise
         finally:
+            self._idle = None
             try:
                 tasks = [t for t in (sender, receiver) if t is not None]
                 await utils.aio.cancel_and_wait(*tasks)
@@ -542,7 +566,9 @@ class SpeechStream(stt.SpeechStream):
             ):
                 conn.health_check_pending = True
                 await ws.send_str(HEALTH_CHECK)
+            self._idle = conn
             await outbox.wait(timeout=keepalive / 2)
+            self._idle = None
 
     async def _recv_loop(self, conn: _Connection) -> _End:
         ws = conn.ws
