@@ -489,13 +489,19 @@ async def test_a_connect_that_hangs_times_out(http: aiohttp.ClientSession) -> No
 async def test_idle_streams_send_health_checks(
     server: FakeWhisperServer, http: aiohttp.ClientSession
 ) -> None:
-    stream = make_stt(server, http).stream(conn_options=APIConnectOptions(timeout=0.2))
-
-    # No audio: the stream must keep the connection alive on its own.
-    await server.progress.until(
-        lambda: any(c["type"] == "health_check" for s in server.sessions for c in s.control)
+    stream = make_stt(server, http).stream(
+        conn_options=APIConnectOptions(max_retry=0, timeout=0.2)
     )
-    await stream.aclose()
+
+    # No audio: the stream must keep the connection alive on its own, and the answers must
+    # keep it alive well past one keepalive + timeout (0.4 s) after it opened.
+    def health_checks() -> int:
+        return sum(c["type"] == "health_check" for s in server.sessions for c in s.control)
+
+    await server.progress.until(lambda: health_checks() >= 8)
+    stream.end_input()
+    await collect(stream)  # raises if the connection was dropped (no retries)
+    assert len(server.sessions) == 1
 
 
 async def test_update_options_reconnects_with_new_metadata_and_keeps_the_audio(

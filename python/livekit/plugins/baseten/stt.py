@@ -505,13 +505,15 @@ class SpeechStream(stt.SpeechStream):
         timeout = self._conn_options.timeout
         keepalive = min(KEEPALIVE_INTERVAL_S, timeout)
         pending: set[asyncio.Task[Any]] = {sender, receiver}
-        while True:
+
+        def deadline() -> float:
             # Silence past a health check's time plus the timeout means the server is gone;
             # after end_audio the server has the timeout to finish.
-            deadline = conn.last_message_at + keepalive + timeout
-            if conn.ending is not None:
-                deadline = min(deadline, conn.end_audio_at + timeout)
-            wait = max(deadline - time.monotonic(), 0.0)
+            at = conn.last_message_at + keepalive + timeout
+            return min(at, conn.end_audio_at + timeout) if conn.ending is not None else at
+
+        while True:
+            wait = max(deadline() - time.monotonic(), 0.0)
             done, pending = await asyncio.wait(
                 pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
             )
@@ -524,7 +526,7 @@ class SpeechStream(stt.SpeechStream):
                 raise _as_api_error(error, "sending audio")
             if done:
                 continue  # the sender finished normally: end_audio is out, a new deadline
-            if time.monotonic() < deadline:
+            if time.monotonic() < deadline():
                 continue  # a message came in meanwhile and moved the deadline
             if conn.ending is _End.SWITCH:
                 logger.warning("Baseten did not finish the old connection; switching anyway")
@@ -548,13 +550,11 @@ class SpeechStream(stt.SpeechStream):
         keepalive = min(KEEPALIVE_INTERVAL_S, self._conn_options.timeout)
         while True:
             while not self._options_changed and (frame := outbox.take()) is not None:
-                try:
-                    await ws.send_bytes(frame)
-                except BaseException:
-                    outbox.requeue([frame])  # not sent: it goes out on the next connection
-                    raise
+                # Counted as sent before the send: a connection that dies meanwhile puts it
+                # back with the other unconfirmed frames, in order.
                 conn.sent(frame)
                 self._audio_sent_s += FRAME_SECONDS
+                await ws.send_bytes(frame)
             finished = self._input_ch.closed and not len(outbox)
             if finished or self._options_changed:
                 conn.ending = _End.FINISHED if finished else _End.SWITCH
