@@ -6,7 +6,8 @@ pydantic models close the socket with 1011); then binary frames of exactly 1024 
 16 kHz) or 256 bytes (mu-law at 8 kHz, decoded with torchaudio's continuous curve); text control
 messages `end_audio` and `health_check`. The "recogniser" is scripted: it sends partials and
 finals every so many frames, with words named after the frames they cover, so tests can check
-times and counts exactly. Knobs make it close, hang, reject the handshake or report errors.
+times and counts exactly. Knobs make it close or reset the connection, hang, reject or hold the
+handshake, report errors, or send any messages a test scripts.
 """
 
 from __future__ import annotations
@@ -15,13 +16,25 @@ import asyncio
 import contextlib
 import json
 import ssl
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from aiohttp import WSMsgType, web
 from livekit.plugins.baseten.local._schema import FRAME_BYTES, MetadataError, parse_metadata
+
+from .fake_tcp import Progress, reset
+
+__all__ = [
+    "Behaviour",
+    "FakeWhisperServer",
+    "Progress",
+    "Session",
+    "error_message",
+    "transcription",
+]
 
 FRAME_SECONDS = 0.032
 
@@ -43,25 +56,6 @@ def decode_continuous_mulaw(data: bytes) -> np.ndarray:
     return pcm
 
 
-class Progress:
-    """Lets a test wait for a condition on the server's (or its own) state without polling:
-    whoever changes that state calls `notify()`."""
-
-    def __init__(self) -> None:
-        self._changed = asyncio.Event()
-
-    def notify(self) -> None:
-        self._changed.set()
-
-    async def until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
-        async def wait() -> None:
-            while not condition():
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(wait(), timeout)
-
-
 @dataclass
 class Behaviour:
     """What the scripted server does; tests change it before or during a stream."""
@@ -81,6 +75,12 @@ class Behaviour:
     answer_health_check: bool = True
     keep_audio: bool = True  # False: count frames without keeping them (long streams)
     silent_sessions: int = 0  # the first N sessions read everything and answer nothing
+    reset_after_frames: int = 0  # drop the connection with a TCP reset after this many frames
+    faulty_sessions: int = 0  # close_after_frames and reset_after_frames: first N only (0: all)
+    reject_handshakes: int = 0  # with reject_status: refuse only the first N handshakes (0: all)
+    # Awaited with each handshake's number before answering it: holds a reconnection.
+    handshake_gate: Callable[[int], Awaitable[None]] | None = None
+    inject: list[str | bytes] = field(default_factory=list)  # sent right after the metadata
 
 
 @dataclass
@@ -116,6 +116,7 @@ class FakeWhisperServer:
         self.behaviour = Behaviour()
         self.sessions: list[Session] = []
         self.handshakes = 0
+        self.handshake_times: list[float] = []  # time.monotonic() of each handshake
         self.frames_received = 0
         self.transcripts_sent = 0
         self.progress = Progress()
@@ -143,8 +144,13 @@ class FakeWhisperServer:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.handshakes += 1
+        number = self.handshakes
+        self.handshake_times.append(time.monotonic())
+        self.progress.notify()
         b = self.behaviour
-        if b.reject_status:
+        if b.handshake_gate is not None:
+            await b.handshake_gate(number)
+        if b.reject_status and (not b.reject_handshakes or number <= b.reject_handshakes):
             return web.Response(status=b.reject_status, text="rejected by the fake server")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
@@ -166,7 +172,12 @@ class FakeWhisperServer:
             await ws.close(code=1011, message=b"invalid metadata")
             session.closed_by = "server"
             return ws
-        await _Recogniser(self, ws, session).run()
+        for message in b.inject:
+            if isinstance(message, str):
+                await ws.send_str(message)
+            else:
+                await ws.send_bytes(message)
+        await _Recogniser(self, ws, session, request.transport).run()
         return ws
 
 
@@ -174,10 +185,16 @@ class _Recogniser:
     """The scripted transcription of one session."""
 
     def __init__(
-        self, server: FakeWhisperServer, ws: web.WebSocketResponse, session: Session
+        self,
+        server: FakeWhisperServer,
+        ws: web.WebSocketResponse,
+        session: Session,
+        transport: asyncio.Transport | None,
     ) -> None:
         self.server, self.ws, self.session, self.b = server, ws, session, server.behaviour
+        self.transport = transport
         self.silent = len(server.sessions) <= self.b.silent_sessions
+        self.faulty = not self.b.faulty_sessions or len(server.sessions) <= self.b.faulty_sessions
         self.frames = 0
         self.utterance_start = 0  # frame index where the current utterance began
         self.num = 0
@@ -219,9 +236,14 @@ class _Recogniser:
         b, n = self.b, self.frames
         if b.error_after_frames and n == b.error_after_frames:
             await self.error(b.error_type, "scripted failure", b.error_recoverable)
-        if b.close_after_frames and n == b.close_after_frames:
+        if self.faulty and b.close_after_frames and n == b.close_after_frames:
             await self.ws.close(code=1011)
             self.session.closed_by = "server"
+            return False
+        if self.faulty and b.reset_after_frames and n == b.reset_after_frames:
+            reset(self.transport)
+            self.session.closed_by = "reset"
+            self.server.progress.notify()
             return False
         if b.final_every_frames and (n - self.utterance_start) == b.final_every_frames:
             await self.transcript(final=True)
@@ -264,44 +286,19 @@ class _Recogniser:
     async def transcript(self, *, final: bool, flush: bool = False) -> None:
         """Words `f<i>` for each 10-frame stretch, timed by the frames they cover."""
         start_frame, end_frame = self.utterance_start, self.frames
-        words = []
-        for i in range(start_frame, end_frame, 10):
-            words.append(
-                {
-                    "word": f" f{i}",
-                    "start_time": round(i * FRAME_SECONDS, 3),
-                    "end_time": round(min(i + 10, end_frame) * FRAME_SECONDS, 3),
-                    "prob": 0.9,
-                    "speaker": None,
-                }
-            )
-        segment = {
-            "start_time": round(start_frame * FRAME_SECONDS, 3),
-            "end_time": round(end_frame * FRAME_SECONDS, 3),
-            "text": "".join(str(w["word"]) for w in words),
-            "log_prob": -0.1,
-            "word_timestamps": words if self.b.word_timestamps else [],
-            "speaker": None,
-            "speaker_confidence": None,
-            "possible_hallucination": False,
-            "beam_results": None,
-            "language_code": self.b.language_code,
-            "language_prob": None,
-        }
-        message: dict[str, Any] = {
-            "type": "transcription",
-            "is_final": final,
-            "transcription_num": self.num,
-            "segments": [segment],
-            "language_code": self.b.language_code,
-            "language_prob": None,
-            "diarization": [],
-            "timing_info": None,
-            "enable_chunk_level_language_detection": False,
-            "audio_length_sec": round((end_frame - start_frame) * FRAME_SECONDS, 3),
-            "next_partial": None,
-            "pipeline_latency": None,
-        }
+        words = [
+            (f" f{i}", i * FRAME_SECONDS, min(i + 10, end_frame) * FRAME_SECONDS)
+            for i in range(start_frame, end_frame, 10)
+        ]
+        message = transcription(
+            words,
+            final=final,
+            num=self.num,
+            start=start_frame * FRAME_SECONDS,
+            end=end_frame * FRAME_SECONDS,
+            language=self.b.language_code,
+            word_timestamps=self.b.word_timestamps,
+        )
         if flush:
             message["is_end_of_audio_flush"] = True
         await self.ws.send_json(message)
@@ -312,17 +309,72 @@ class _Recogniser:
             self.utterance_start = self.session.confirmed_frames = end_frame
 
     async def error(self, error_type: str, text: str, recoverable: bool) -> None:
-        await self.ws.send_json(
-            {
-                "type": "error",
-                "trace_id": None,
-                "timestamp": None,
-                "body": {
-                    "error_type": error_type,
-                    "message": text,
-                    "stream_id": "fake",
-                    "recoverable": recoverable,
-                    "timestamp": 0.0,
-                },
-            }
-        )
+        await self.ws.send_json(error_message(error_type, text, recoverable))
+
+
+def transcription(
+    words: list[tuple[str, float, float]],
+    *,
+    final: bool,
+    num: int = 0,
+    start: float,
+    end: float,
+    language: str | None = "en",
+    word_timestamps: bool = True,
+    prob: float = 0.9,
+) -> dict[str, Any]:
+    """A `transcription` message exactly as the real server shapes it: one segment of `words`
+    (text, start, end), times in seconds from the start of the connection."""
+    timed = [
+        {
+            "word": word,
+            "start_time": round(w_start, 3),
+            "end_time": round(w_end, 3),
+            "prob": prob,
+            "speaker": None,
+        }
+        for word, w_start, w_end in words
+    ]
+    segment = {
+        "start_time": round(start, 3),
+        "end_time": round(end, 3),
+        "text": "".join(word for word, _, _ in words),
+        "log_prob": -0.1,
+        "word_timestamps": timed if word_timestamps else [],
+        "speaker": None,
+        "speaker_confidence": None,
+        "possible_hallucination": False,
+        "beam_results": None,
+        "language_code": language,
+        "language_prob": None,
+    }
+    return {
+        "type": "transcription",
+        "is_final": final,
+        "transcription_num": num,
+        "segments": [segment],
+        "language_code": language,
+        "language_prob": None,
+        "diarization": [],
+        "timing_info": None,
+        "enable_chunk_level_language_detection": False,
+        "audio_length_sec": round(end - start, 3),
+        "next_partial": None,
+        "pipeline_latency": None,
+    }
+
+
+def error_message(error_type: str, text: str, recoverable: bool) -> dict[str, Any]:
+    """An `error` message as the real server shapes it."""
+    return {
+        "type": "error",
+        "trace_id": None,
+        "timestamp": None,
+        "body": {
+            "error_type": error_type,
+            "message": text,
+            "stream_id": "fake",
+            "recoverable": recoverable,
+            "timestamp": 0.0,
+        },
+    }

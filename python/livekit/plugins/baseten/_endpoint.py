@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from urllib.parse import urlsplit
 
@@ -23,8 +24,6 @@ from .log import logger
 
 TRUSS_WS_URL = "wss://model-{model_id}.api.baseten.co/environments/production/websocket"
 CHAIN_WS_URL = "wss://chain-{chain_id}.api.baseten.co/environments/production/websocket"
-
-_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
 def resolve_api_key(api_key: str | None) -> str:
@@ -67,7 +66,7 @@ def resolve_endpoint(
     if parts.scheme not in schemes or not parts.hostname:
         expected = " or ".join(f"{s}://" for s in schemes)
         raise ValueError(f"invalid Baseten endpoint {endpoint!r}: expected an {expected} URL")
-    if parts.scheme in ("ws", "http") and parts.hostname not in _LOOPBACK_HOSTS:
+    if parts.scheme in ("ws", "http") and not _is_loopback(parts.hostname):
         logger.warning(
             "endpoint %s is plaintext %s://: the API key and all audio travel unencrypted; "
             "use %ss:// for any host but this machine",
@@ -76,3 +75,13 @@ def resolve_endpoint(
             parts.scheme,
         )
     return endpoint
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether `host` is this machine: localhost, or any loopback address (all of 127/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: only a resolver could tell, and it may lie
+        return False

@@ -75,3 +75,10 @@ async def connect(
     except (aiohttp.ClientError, OSError) as e:
         error = APIConnectionError(f"cannot connect to {url}: {type(e).__name__}: {e}")
     raise error
+
+
+def failure_of(msg: aiohttp.WSMessage, ws: aiohttp.ClientWebSocketResponse) -> object:
+    """Why `ws.receive()` returned an ERROR message. aiohttp puts a protocol error (a message
+    over `max_msg_size`, a bad frame) in the message itself, and only other failures in
+    `ws.exception()`."""
+    return msg.data if isinstance(msg.data, BaseException) else ws.exception()

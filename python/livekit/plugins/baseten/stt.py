@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 import weakref
 from collections import deque
@@ -42,7 +43,7 @@ from livekit.agents import (
     utils,
 )
 from livekit.agents.language import LanguageCode
-from livekit.agents.types import NOT_GIVEN, NotGivenOr
+from livekit.agents.types import NOT_GIVEN, NotGivenOr, TimedString
 from livekit.agents.utils import AudioBuffer, is_given
 from typing_extensions import TypedDict, Unpack
 
@@ -50,7 +51,7 @@ from . import _native
 from ._direct_writer import DirectWriter
 from ._endpoint import CHAIN_WS_URL, TRUSS_WS_URL, resolve_api_key, resolve_endpoint
 from ._outbox import Outbox
-from ._websocket import connect
+from ._websocket import connect, failure_of
 from ._whisper_protocol import (
     END_AUDIO,
     FRAME_SECONDS,
@@ -75,6 +76,9 @@ _MAX_FRAMES = round(MAX_BUFFERED_AUDIO_S / FRAME_SECONDS)
 MAX_MESSAGE_BYTES = 1 << 20
 # A connection that stayed up this long has earned a fresh retry budget.
 HEALTHY_CONNECTION_S = 60.0
+# Whisper's timestamps can overshoot the audio a little; a transcript timed further than this
+# past all the audio sent comes from a broken server, and its times are clamped to that audio.
+TIME_SLACK_S = 1.0
 # When sending fails, how long the receiver may still report that the server finished (a
 # server that closes right after `finished` makes the last send fail).
 CLOSE_GRACE_S = 1.0
@@ -352,6 +356,7 @@ class SpeechStream(stt.SpeechStream):
         self._audio_sent_s = 0.0
         self._audio_reported_s = 0.0
         self._request_id = ""
+        self._warned: set[str] = set()  # kinds of server trouble already logged (_warn_once)
 
     @property
     def request_id(self) -> str:
@@ -580,7 +585,7 @@ class SpeechStream(stt.SpeechStream):
                 if (end := self._on_message(msg.data, conn)) is not None:
                     return end
             elif msg.type == aiohttp.WSMsgType.BINARY:
-                logger.warning("ignoring a binary message from Baseten's Whisper server")
+                self._warn_once("binary", "ignoring a binary message from Baseten's Whisper server")
             elif msg.type in (
                 aiohttp.WSMsgType.CLOSE,
                 aiohttp.WSMsgType.CLOSING,
@@ -592,7 +597,14 @@ class SpeechStream(stt.SpeechStream):
                     f"Baseten closed the connection (code {ws.close_code})", retryable=True
                 )
             else:  # ERROR: the socket failed, or a message was over MAX_MESSAGE_BYTES
-                raise APIConnectionError(f"Baseten connection error: {ws.exception()}")
+                raise APIConnectionError(f"Baseten connection error: {failure_of(msg, ws)}")
+
+    def _warn_once(self, kind: str, message: str, *args: object) -> None:
+        """Logs `message` as a warning the first time this stream meets `kind` of trouble, at
+        debug level after that: a server that keeps sending junk must not flood the logs."""
+        level = logging.DEBUG if kind in self._warned else logging.WARNING
+        self._warned.add(kind)
+        logger.log(level, message, *args)
 
     def _emit_error(self, api_error: Exception, recoverable: bool) -> None:
         # recognize() runs a stream of its own and reports errors itself, once, with the
@@ -606,28 +618,42 @@ class SpeechStream(stt.SpeechStream):
         try:
             msg = _native.parse_message(text, self.start_time_offset)
         except ValueError as e:
-            logger.warning("ignoring a malformed message from Baseten: %s", e)
+            self._warn_once("malformed", "ignoring a malformed message from Baseten: %s", e)
             return None
         if isinstance(msg, _native.Transcription):
+            # The server cannot have heard past the audio sent to it (on the input's timeline).
+            heard = self._audio_sent_s + self._outbox.dropped_frames * FRAME_SECONDS
             if msg.is_final:
-                conn.confirm_until(msg.end - self.start_time_offset)
-            self._on_transcription(msg, conn.request_id)
+                conn.confirm_until(min(msg.end, heard) - self.start_time_offset)
+            self._on_transcription(msg, conn.request_id, heard)
         elif isinstance(msg, _native.EndAudio):
             if msg.status == "finished" and conn.ending is not None:
                 conn.unconfirmed.clear()
                 return conn.ending
         elif isinstance(msg, _native.ServerError):
             if msg.recoverable:
-                logger.warning("Baseten reported a recoverable error: %s", msg.message)
+                kind = f"error {msg.error_type}"
+                self._warn_once(kind, "Baseten reported a recoverable error: %s", msg.message)
             else:
                 raise _server_error(msg)
         elif isinstance(msg, _native.UnknownMessage):
             logger.debug("ignoring a Baseten message of type %r", msg.kind)
         return None
 
-    def _on_transcription(self, t: _native.Transcription, request_id: str) -> None:
+    def _on_transcription(self, t: _native.Transcription, request_id: str, heard: float) -> None:
         send = self._event_ch.send_nowait
         said: list[stt.SpeechData] = []
+        start, end, words = t.start, t.end, t.words
+        if end > heard + TIME_SLACK_S:
+            self._warn_once(
+                "times",
+                "Baseten timed a transcript at %.3fs, past the audio it was sent (%.3fs): "
+                "clamping its times",
+                end,
+                heard,
+            )
+            start, end = min(start, heard), heard
+            words = [_clamped(w, heard) for w in words]
         if t.text:
             if not self._speaking:
                 self._speaking = True
@@ -635,10 +661,11 @@ class SpeechStream(stt.SpeechStream):
             data = stt.SpeechData(
                 language=LanguageCode(t.language or self._opts.language),
                 text=t.text,
-                start_time=t.start,
-                end_time=t.end,
-                confidence=t.confidence if t.confidence is not None else 0.0,
-                words=t.words,
+                start_time=start,
+                end_time=end,
+                # A mean of the server's word probabilities: kept a probability whatever it sent.
+                confidence=min(max(t.confidence, 0.0), 1.0) if t.confidence is not None else 0.0,
+                words=words,
             )
             kind = (
                 stt.SpeechEventType.FINAL_TRANSCRIPT
@@ -710,6 +737,20 @@ def _apply_changes(opts: STTOptions, changes: STTOptionChanges) -> STTOptions:
         new.prompt = prompt
     check_options(new)
     return new
+
+
+def _clamped(word: TimedString, limit: float) -> TimedString:
+    """`word` with its times no later than `limit`."""
+    start = min(word.start_time, limit) if is_given(word.start_time) else word.start_time
+    end = min(word.end_time, limit) if is_given(word.end_time) else word.end_time
+    return TimedString(
+        str(word),
+        start_time=start,
+        end_time=end,
+        confidence=word.confidence,
+        start_time_offset=word.start_time_offset,
+        speaker_id=word.speaker_id,
+    )
 
 
 def _as_api_error(e: BaseException | None, doing: str) -> APIError:

@@ -53,13 +53,16 @@ from ._orpheus import (
     prompt_limit,
     split_prompt,
 )
-from ._websocket import connect
+from ._websocket import connect, failure_of
 from .models import TTSModels, TTSVoices
 
 TRUSS_PREDICT_URL = "https://model-{model_id}.api.baseten.co/environments/production/predict"
 CHAIN_PREDICT_URL = "https://chain-{chain_id}.api.baseten.co/environments/production/run_remote"
 # The WebSocket server sends audio only; a text message is an error report, never large.
 MAX_MESSAGE_BYTES = 1 << 20
+# Of an HTTP error's body, this much is read (into the APIStatusError): a server or proxy that
+# answers with an endless body must not hold the request until the timeout.
+MAX_ERROR_BODY_BYTES = 2000
 DEFAULT_BUFFER_SIZE = 10
 
 Transport = Literal["websocket", "predict"]
@@ -105,7 +108,10 @@ class TTS(tts.TTS[None]):
             max_tokens: cap on generated audio tokens per request (both transports).
             buffer_size: words the WebSocket server gathers before generating when no
                 sentence has ended (default 10); WebSocket endpoints only.
-            http_session: the aiohttp session to use; defaults to the job's.
+            http_session: the aiohttp session to use; defaults to the job's. TLS certificates
+                are always verified; to trust a private CA (a proxy, a local server), pass a
+                session whose connector does:
+                ``aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_context))``.
         """
         if model != "orpheus":
             raise ValueError(
@@ -244,7 +250,7 @@ class ChunkedStream(tts.ChunkedStream):
                     ),
                 ) as resp:
                     if resp.status >= 400:
-                        body = (await resp.text(errors="replace"))[:2000]
+                        body = await _error_body(resp)
                         raise APIStatusError(
                             f"Baseten TTS returned HTTP {resp.status}: {body}",
                             status_code=resp.status,
@@ -260,6 +266,13 @@ class ChunkedStream(tts.ChunkedStream):
                 error = e
             except asyncio.TimeoutError:
                 error = APITimeoutError(f"Baseten TTS timed out after {timeout:g}s without data")
+            except aiohttp.ClientConnectorCertificateError as e:
+                # As for the WebSocket: a certificate that fails verification will fail again.
+                error = APIConnectionError(
+                    f"TLS certificate of {self._tts._endpoint} failed verification: "
+                    f"{e.certificate_error}",
+                    retryable=False,
+                )
             except aiohttp.ClientError as e:
                 error = APIConnectionError(f"Baseten TTS request failed: {type(e).__name__}: {e}")
             if error is not None:
@@ -412,8 +425,19 @@ class SynthesizeStream(tts.SynthesizeStream):
                 raise APIConnectionError(
                     f"Baseten TTS closed the connection before the end (code {ws.close_code})"
                 )
-            else:
-                raise APIConnectionError(f"Baseten TTS connection error: {ws.exception()}")
+            else:  # ERROR: the socket failed, or a message was over MAX_MESSAGE_BYTES
+                raise APIConnectionError(f"Baseten TTS connection error: {failure_of(msg, ws)}")
+
+
+async def _error_body(resp: aiohttp.ClientResponse) -> str:
+    """The start of an error response's body, at most MAX_ERROR_BODY_BYTES of it."""
+    body = bytearray()
+    while len(body) < MAX_ERROR_BODY_BYTES:
+        chunk = await resp.content.read(MAX_ERROR_BODY_BYTES - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return body.decode(errors="replace")
 
 
 def _start(output_emitter: tts.AudioEmitter, *, stream: bool) -> str:

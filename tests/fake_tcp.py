@@ -1,0 +1,139 @@
+"""Misbehaving TCP peers on 127.0.0.1, below HTTP: a server that never answers, a proxy that
+answers one byte at a time, and an abrupt reset. They stand in front of (or instead of) the
+fake Baseten servers, so every client path meets the same network faults."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+from collections.abc import Callable
+
+
+class Progress:
+    """Lets a test wait for a condition on the server's (or its own) state without polling:
+    whoever changes that state calls `notify()`."""
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Event()
+
+    def notify(self) -> None:
+        self._changed.set()
+
+    async def until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        async def wait() -> None:
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(wait(), timeout)
+
+
+def reset(transport: asyncio.BaseTransport | None) -> None:
+    """Drops the connection with a TCP RST (SO_LINGER 0), not a FIN: what a crashed server or
+    a dying load balancer does. Unsent data is discarded."""
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    if isinstance(transport, asyncio.WriteTransport):
+        transport.abort()
+    else:
+        transport.close()
+
+
+class SilentServer:
+    """Accepts TCP connections and reads whatever comes, forever, answering nothing."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.closed_by_client = 0  # connections the client closed (EOF or reset)
+        self.progress = Progress()
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> SilentServer:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def url(self, scheme: str, path: str = "/") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self.progress.notify()
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(65536):
+                pass
+        self.closed_by_client += 1
+        self.progress.notify()
+        writer.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+class DribbleProxy:
+    """Forwards to `target_port`, but sends the start of each response (its HTTP head: the
+    101 of a WebSocket handshake, or the status line and headers of a predict) one byte at a
+    time, `delay` seconds apart. The client's data passes straight through."""
+
+    HEAD_BYTES = 512  # enough to cover a response head; the rest passes through
+
+    def __init__(self, target_port: int, delay: float) -> None:
+        self.target_port = target_port
+        self.delay = delay
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def start(self) -> DribbleProxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def url(self, upstream_url: str) -> str:
+        return upstream_url.replace(f":{self.target_port}/", f":{self.port}/")
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        pipes = (
+            asyncio.create_task(self._pipe(reader, up_writer, dribble=False)),
+            asyncio.create_task(self._pipe(up_reader, writer, dribble=True)),
+        )
+        self._pipes.update(pipes)
+        # Either side closing ends both: a client that gives up must not leave a pipe behind.
+        await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+        for pipe in pipes:
+            pipe.cancel()
+        await asyncio.gather(*pipes, return_exceptions=True)
+        self._pipes.difference_update(pipes)
+        for w in (writer, up_writer):
+            w.close()
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, dribble: bool
+    ) -> None:
+        left = self.HEAD_BYTES if dribble else 0
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                while left and data:
+                    writer.write(data[:1])
+                    await writer.drain()
+                    data, left = data[1:], left - 1
+                    await asyncio.sleep(self.delay)
+                writer.write(data)
+                await writer.drain()
+
+    async def close(self) -> None:
+        for pipe in list(self._pipes):
+            pipe.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
