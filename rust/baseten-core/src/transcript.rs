@@ -15,16 +15,19 @@
 //! Parsing of the JSON text messages Baseten's streaming Whisper server sends.
 //!
 //! One message in, one [`ServerMessage`] out, with strings borrowed from the input wherever
-//! JSON escapes allow. Unknown fields are skipped. Malformed JSON, and a transcript field of the
-//! wrong type, are a [`ParseError`]; the body of a control message is read leniently instead,
-//! so that a server error is never lost to a badly typed field. Times are cleaned up so that
-//! consumers can trust them: negative times become 0 and an end before its start is moved to
-//! the start.
+//! JSON escapes allow. Unknown fields are skipped. Malformed JSON, a message, segment or word
+//! that is not a JSON object, and a transcript field of the wrong type, are a [`ParseError`];
+//! the body of a control message is read leniently instead, so that a server error is never
+//! lost to a badly typed field. Times are cleaned up so that consumers can trust them: negative
+//! times become 0 and an end before its start is moved to the start.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
-use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 /// A message from the server.
@@ -145,12 +148,12 @@ impl std::error::Error for ParseError {
 
 /// Parses one text message from the server.
 pub fn parse(json: &str) -> Result<ServerMessage<'_>, ParseError> {
-    let raw: RawMessage<'_> = serde_json::from_str(json).map_err(ParseError)?;
+    let Object(raw): Object<RawMessage<'_>> = serde_json::from_str(json).map_err(ParseError)?;
     // Control bodies are read leniently: a body of the wrong shape gives empty fields.
     let body = || -> Option<RawBody<'_>> {
         match raw.body {
             None => Some(RawBody::default()),
-            Some(b) => serde_json::from_str(b.get()).ok(),
+            Some(b) => serde_json::from_str(b.get()).ok().map(|Object(body)| body),
         }
     };
     Ok(match raw.kind.as_ref().map(|k| k.0.as_ref()) {
@@ -278,7 +281,7 @@ struct RawMessage<'a> {
     is_final: Option<bool>,
     #[serde(borrow)]
     transcript: Option<Str<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "objects")]
     segments: Option<Vec<RawSegment<'a>>>,
     #[serde(borrow)]
     language_code: Option<Str<'a>>,
@@ -299,7 +302,7 @@ struct RawSegment<'a> {
     end: Option<f64>,
     #[serde(borrow)]
     text: Option<Str<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "objects")]
     word_timestamps: Option<Vec<RawWord<'a>>>,
     #[serde(borrow)]
     language_code: Option<Str<'a>>,
@@ -324,6 +327,43 @@ struct RawWord<'a> {
     end_time: Option<f64>,
     end: Option<f64>,
     prob: Option<f64>,
+}
+
+/// A JSON object and nothing else. serde's derived structs also accept an array of their
+/// fields in declaration order, which would read `[null, null, null, "hi", …]` as a final
+/// transcript; every struct here is read through this instead.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            // The entries are read from the input's own deserializer, so strings still borrow.
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        d.deserialize_map(ObjectVisitor(PhantomData)).map(Object)
+    }
+}
+
+/// An optional array of JSON objects (see [`Object`]).
+fn objects<'de, D, T>(d: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let objects = Option::<Vec<Object<T>>>::deserialize(d)?;
+    // In-place: `Object<T>` has `T`'s layout, so the collect reuses the allocation.
+    Ok(objects.map(|v| v.into_iter().map(|Object(t)| t).collect()))
 }
 
 /// A counter that should be an integer: a whole float is taken, anything else is `None`
@@ -497,6 +537,31 @@ mod tests {
             parse(r#"{"type":"end_audio","body":[]}"#).unwrap(),
             ServerMessage::EndAudio { status: None }
         );
+    }
+
+    /// Caught by the `transcript` fuzz target's check that only JSON objects parse (the inputs
+    /// are also its seeds, fuzz/seeds/transcript/regression-array-*.json): serde's derived
+    /// structs also read an array of their fields in order.
+    #[test]
+    fn arrays_are_not_objects() {
+        for bad in [
+            r#"[null,null,null,"hi there",null,null,null,null,null,null]"#,
+            r#"{"segments":[[1,null,2,null,"hi",null,null]]}"#,
+            r#"{"segments":[{"word_timestamps":[["w",0,null,1,null,0.5]]}]}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse(r#"{"type":"end_audio","body":["finished",null,null,null,null,null,null]}"#)
+                .unwrap(),
+            ServerMessage::EndAudio { status: None }
+        );
+        let ServerMessage::Error(e) =
+            parse(r#"{"type":"error","body":[null,null,null,null,"m",null,true]}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert!(!e.recoverable, "an array body is unreadable");
     }
 
     #[test]
