@@ -57,6 +57,15 @@ impl std::fmt::Debug for StreamResampler {
     }
 }
 
+/// The fewest input samples that map to a whole number of output samples.
+fn smallest_block(in_rate: u32, out_rate: u32) -> u32 {
+    let (mut a, mut b) = (in_rate, out_rate);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    in_rate / a.max(1)
+}
+
 impl StreamResampler {
     /// A resampler from `in_rate` to `out_rate` Hz.
     pub fn new(in_rate: u32, out_rate: u32) -> Result<Self, AudioError> {
@@ -64,6 +73,11 @@ impl StreamResampler {
             if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&rate) {
                 return Err(AudioError::SampleRate(rate));
             }
+        }
+        // Refused before rubato plans its FFT, which for such rates takes tens of ms: a caller
+        // sending odd rates must not stall the event loop.
+        if smallest_block(in_rate, out_rate) as f64 > MAX_BLOCK_S * f64::from(in_rate) {
+            return Err(AudioError::OddSampleRate { input: in_rate, output: out_rate });
         }
         // About 10 ms per FFT block: short enough for real-time latency, long enough for a
         // >= 60 dB stopband. rubato rounds it to a multiple of the rates' smallest block.
@@ -286,6 +300,24 @@ mod tests {
             StreamResampler::new(44_099, 16_000).unwrap_err(),
             AudioError::OddSampleRate { input: 44_099, output: 16_000 }
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn a_rate_is_refused_exactly_when_its_block_is_too_long(
+            input in MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE
+        ) {
+            let too_long = f64::from(smallest_block(input, 16_000)) > MAX_BLOCK_S * f64::from(input);
+            let result = StreamResampler::new(input, 16_000);
+            let accepted = result.as_ref().is_ok_and(|r| {
+                !too_long && r.chunk_in as f64 <= MAX_BLOCK_S * f64::from(input)
+            });
+            let refused = result.as_ref().is_err_and(|e| {
+                too_long && *e == AudioError::OddSampleRate { input, output: 16_000 }
+            });
+            proptest::prop_assert!(accepted || refused);
+        }
     }
 
     #[test]
