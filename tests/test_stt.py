@@ -489,9 +489,7 @@ async def test_a_connect_that_hangs_times_out(http: aiohttp.ClientSession) -> No
 async def test_idle_streams_send_health_checks(
     server: FakeWhisperServer, http: aiohttp.ClientSession
 ) -> None:
-    stream = make_stt(server, http).stream(
-        conn_options=APIConnectOptions(max_retry=0, timeout=0.2)
-    )
+    stream = make_stt(server, http).stream(conn_options=APIConnectOptions(max_retry=0, timeout=0.2))
 
     # No audio: the stream must keep the connection alive on its own, and the answers must
     # keep it alive well past one keepalive + timeout (0.4 s) after it opened.
