@@ -1,24 +1,58 @@
-"""The Baseten Whisper server the load harness talks to, in a process of its own.
+"""The Baseten servers the load benchmarks talk to, in a process of their own.
 
-Realistic message shapes at a fixed cadence, whatever the audio: a 12-word partial every
-second of audio and a 40-word final with word timestamps every `--final-every` seconds, as
-Baseten's server sends them. Lenient where the real server is strict (any frame size, the
-existing plugin's unpadded last frame), so both plugins can be measured. Every transcript's
-first word is `t<unix time>` of its sending, so clients can measure delivery latency.
+`/ws`, Whisper streaming STT: realistic message shapes at a fixed cadence, whatever the audio:
+a 12-word partial every second of audio and a 40-word final with word timestamps every
+`--final-every` seconds, as Baseten's server sends them. Lenient where the real server is
+strict (any frame size, the existing plugin's unpadded last frame), so both plugins can be
+measured. Every transcript's first word is `t<unix time>` of its sending, so clients can
+measure delivery latency.
 
-    python benches/bench_server.py --port 8766 [--final-every 5]
+`/tts`, Orpheus streaming TTS (the `orpheus-3b-websockets` protocol): a JSON metadata message
+(`buffer_size` is read, default 10), then text messages, each split on whitespace into words,
+then the literal text `__END__`. Speech for the words gathered so far starts once
+`buffer_size` words are waiting or a word ends a sentence (`.`, `!`, `?`), as the real server
+generates, and at `__END__`; it goes out as binary messages of 24 kHz mono s16le, 20 ms each,
+at real time (`--tts-speed` times real time; 0 = as fast as possible), exactly
+`tts_samples_per_word(--words-ms)` samples per word, and the server then closes with 1000.
+The audio is a tone that never crosses zero, so a client can count exactly the samples served
+(LiveKit's AudioEmitter appends zeros at the end of a segment). The query string may override
+the flags per connection: `/tts?words_ms=250&speed=0`.
+
+    python benches/bench_server.py --port 8766 [--final-every 5] [--words-ms 300] \
+        [--tts-speed 1] [--announce]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
+import math
 import time
 
 from aiohttp import WSMsgType, web
 from baseten_messages import transcription
 
 FRAME_S = 0.032
+
+TTS_SAMPLE_RATE = 24000
+TTS_CHUNK_SAMPLES = 480  # 20 ms
+TTS_END_OF_INPUT = "__END__"
+TTS_SENTENCE_ENDS = (".", "!", "?")
+# 2000 + 1500 sin(2 pi 200 t): in [500, 3500], never zero; 200 Hz is 4 periods per chunk, so
+# the chunks join seamlessly.
+TTS_CHUNK = b"".join(
+    round(2000 + 1500 * math.sin(2 * math.pi * 200 * i / TTS_SAMPLE_RATE)).to_bytes(
+        2, "little", signed=True
+    )
+    for i in range(TTS_CHUNK_SAMPLES)
+)
+
+
+def tts_samples_per_word(words_ms: float) -> int:
+    """How many samples `/tts` speaks per word (what a client should expect)."""
+    return round(words_ms * TTS_SAMPLE_RATE / 1000)
 
 
 def message(num: int, start: float, end: float, words: int, final: bool) -> str:
@@ -28,7 +62,9 @@ def message(num: int, start: float, end: float, words: int, final: bool) -> str:
     )
 
 
-def make_app(final_every_s: float) -> web.Application:
+def make_app(
+    final_every_s: float, words_ms: float = 300.0, tts_speed: float = 1.0
+) -> web.Application:
     partial_frames = round(1.0 / FRAME_S)
     final_frames = round(final_every_s / FRAME_S)
 
@@ -61,17 +97,103 @@ def make_app(final_every_s: float) -> web.Application:
                     )
         return ws
 
+    async def handle_tts(request: web.Request) -> web.StreamResponse:
+        per_word = tts_samples_per_word(float(request.query.get("words_ms", words_ms)))
+        speed = float(request.query.get("speed", tts_speed))
+        ws = web.WebSocketResponse(max_msg_size=1 << 20)
+        await ws.prepare(request)
+        speech = _Speech(ws, speed)
+        speaker = asyncio.create_task(speech.speak())
+        buffer_size = 0  # from the metadata, the first message
+        waiting = 0  # words received, not yet released for speaking
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                if not buffer_size:
+                    buffer_size = max(1, int(json.loads(msg.data).get("buffer_size", 10)))
+                    continue
+                if msg.data == TTS_END_OF_INPUT:
+                    speech.release(waiting * per_word, end=True)
+                    break
+                for word in msg.data.split():
+                    waiting += 1
+                    if waiting >= buffer_size or word.endswith(TTS_SENTENCE_ENDS):
+                        speech.release(waiting * per_word)
+                        waiting = 0
+            else:
+                return ws  # the client left before __END__ (the finally stops the speaker)
+            if await speaker:  # everything was spoken: the normal end of a synthesis
+                await ws.close(code=1000)
+        finally:
+            speaker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await speaker
+        return ws
+
     app = web.Application()
     app.router.add_get("/ws", handle)
+    app.router.add_get("/tts", handle_tts)
     return app
+
+
+class _Speech:
+    """One `/tts` connection's audio: samples released for speaking go out in 20 ms binary
+    messages at `speed` times real time (0: as fast as the socket takes them)."""
+
+    def __init__(self, ws: web.WebSocketResponse, speed: float) -> None:
+        self._ws = ws
+        self._speed = speed
+        self._owed = 0
+        self._ended = False
+        self._changed = asyncio.Event()
+
+    def release(self, samples: int, end: bool = False) -> None:
+        self._owed += samples
+        self._ended = self._ended or end
+        self._changed.set()
+
+    async def speak(self) -> bool:
+        """Sends the released audio until the end; False if the client went away."""
+        loop = asyncio.get_running_loop()
+        sent = 0
+        due = loop.time()
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            due = max(due, loop.time())  # after waiting for words, real time starts again
+            while sent < self._owed:
+                n = min(TTS_CHUNK_SAMPLES, self._owed - sent)
+                try:
+                    await self._ws.send_bytes(TTS_CHUNK[: 2 * n])
+                except ConnectionError:
+                    return False
+                sent += n
+                if self._speed > 0:
+                    due += n / TTS_SAMPLE_RATE / self._speed
+                    await asyncio.sleep(max(0.0, due - loop.time()))
+            if self._ended:
+                return True
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8766)
     parser.add_argument("--final-every", type=float, default=5.0)
+    parser.add_argument("--words-ms", type=float, default=300.0, help="/tts audio per word")
+    parser.add_argument(
+        "--tts-speed", type=float, default=1.0, help="/tts pace, times real time (0: no pacing)"
+    )
+    parser.add_argument(
+        "--announce", action="store_true", help="print 'listening' to stdout once it listens"
+    )
     args = parser.parse_args()
-    web.run_app(make_app(args.final_every), host="127.0.0.1", port=args.port, print=None)
+    web.run_app(
+        make_app(args.final_every, args.words_ms, args.tts_speed),
+        host="127.0.0.1",
+        port=args.port,
+        print=(lambda _: print("listening", flush=True)) if args.announce else None,
+    )
 
 
 if __name__ == "__main__":

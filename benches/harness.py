@@ -17,7 +17,10 @@ loop pushing into a stream that does nothing, measured alongside):
 - peak RSS and the longest GC pause;
 - stream closes that hung (bounded at 10 s each, so a hang cannot stall or hide in the run);
 - the floor: bare WebSockets sending 1024 bytes every 32 ms, and how far above it each plugin is.
-Writes `benches/results/stt-<time>.md` and `.png` (CPU per stream against N).
+Then the TTS workload (`tts_load.py`): N WebSocket streams, each synthesizing a sentence after
+another, the server speaking 24 kHz audio at real time: client CPU-seconds per hour of audio
+received, time to first audio, peak RSS, and the floor (bare WebSockets receiving the same).
+Writes `benches/results/stt-<time>.md` (both tables) and `.png` (STT CPU per stream against N).
 """
 
 from __future__ import annotations
@@ -82,6 +85,18 @@ def run_once(python: Path, plugin: str, url: str, c: Config, final_every: float)
     return result
 
 
+def run_tts_once(
+    python: Path, plugin: str, url: str, streams: int, seconds: float
+) -> dict[str, Any]:
+    out = subprocess.run(
+        [str(python), str(HERE / "tts_load.py"), "--plugin", plugin, "--url", url,
+         "--streams", str(streams), "--seconds", str(seconds)],
+        capture_output=True, text=True, check=True, timeout=seconds * 20 + 120,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def median(runs: list[dict[str, Any]], key: str) -> float | None:
     values = [r[key] for r in runs if r.get(key) is not None]
     return statistics.median(values) if values else None
@@ -95,6 +110,7 @@ def main() -> int:
     parser.add_argument("--streams", type=int, nargs="*", default=[1, 50, 200, 500])
     parser.add_argument("--rates", type=int, nargs="*", default=[16000, 24000, 48000])
     parser.add_argument("--final-every", type=float, default=5.0, help="seconds between finals")
+    parser.add_argument("--tts-streams", type=int, nargs="*", default=[1, 50, 200])
     parser.add_argument("--setup-only", action="store_true", help="create the upstream venv, exit")
     args = parser.parse_args()
     if args.setup_only:
@@ -104,6 +120,7 @@ def main() -> int:
         configs = [Config(2, 48000, "realtime", 2.0)]
         trials = 1
         args.final_every = 0.5
+        args.tts_streams, args.seconds = [2], 2.0
     else:
         configs = [Config(n, r, "realtime", args.seconds) for n in args.streams for r in args.rates]
         configs += [Config(n, 48000, "fast", args.seconds) for n in (1, 50)]
@@ -138,10 +155,22 @@ def main() -> int:
                     runs["raw"].append(run_once(ours, "raw", url, c, args.final_every))
             rows.append((c, runs))
             print(f"done: {c}", file=sys.stderr)
+        tts_url = f"ws://127.0.0.1:{port}/tts"
+        tts_rows = []
+        for n in args.tts_streams:
+            tts_runs: dict[str, list[dict[str, Any]]] = {"ours": [], "existing": [], "raw": []}
+            for _ in range(trials):
+                tts_runs["ours"].append(run_tts_once(ours, "baseten", tts_url, n, args.seconds))
+                tts_runs["existing"].append(
+                    run_tts_once(theirs, "baseten", tts_url, n, args.seconds)
+                )
+                tts_runs["raw"].append(run_tts_once(ours, "raw", tts_url, n, args.seconds))
+            tts_rows.append((n, tts_runs))
+            print(f"done: TTS x {n}", file=sys.stderr)
     finally:
         server.terminate()
         server.wait()
-    report = render(rows, trials)
+    report = render(rows, trials) + "\n\n" + render_tts(tts_rows, trials)
     print(report)
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -184,13 +213,15 @@ def percentiles(runs: dict[str, list[dict[str, Any]]], name: str) -> str:
     )
 
 
+def table_head(title: str, header: list[str]) -> list[str]:
+    """A title line and the head of a Markdown table."""
+    return [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+
 def render(rows: list[tuple[Config, dict[str, list[dict[str, Any]]]]], trials: int) -> str:
-    lines = [
-        f"Medians of {trials} trial(s), alternating A/B; CPU net of the driver's own cost.",
-        "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "---|" * len(HEADER),
-    ]
+    lines = table_head(
+        f"Medians of {trials} trial(s), alternating A/B; CPU net of the driver's own cost.", HEADER
+    )
     for c, runs in rows:
         ours = cpu_per_audio_hour(runs["ours"], runs["null"])
         theirs = cpu_per_audio_hour(runs["existing"], runs["null"])
@@ -215,6 +246,35 @@ def render(rows: list[tuple[Config, dict[str, list[dict[str, Any]]]]], trials: i
             " / ".join(
                 str(sum(r.get("hung_closes", 0) for r in runs[k])) for k in ("ours", "existing")
             ),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+TTS_HEADER = [
+    "streams",
+    "CPU-s per audio-hour: ours / existing / ratio",
+    "above the raw-receive floor (ours / existing)",
+    "time to first audio p50/p99 ms (ours; existing)",
+    "peak RSS MB (ours / existing)",
+]
+
+
+def render_tts(rows: list[tuple[int, dict[str, list[dict[str, Any]]]]], trials: int) -> str:
+    lines = table_head(
+        f"TTS over WebSocket, 24 kHz audio at real time; medians of {trials} trial(s), A/B.",
+        TTS_HEADER,
+    )
+    for n, runs in rows:
+        ours, theirs, floor = (cpu_per_audio_hour(runs[k], []) for k in ("ours", "existing", "raw"))
+        ratio = f"{ours / theirs:.2f}x" if ours and theirs else "n/a"
+        above = [f"{x / floor:.1f}x" if x and floor else "n/a" for x in (ours, theirs)]
+        cells = [
+            str(n),
+            f"{fmt(ours)} / {fmt(theirs)} / **{ratio}**",
+            " / ".join(above),
+            percentiles(runs, "ttfb"),
+            " / ".join(fmt(median(runs[k], "peak_rss_mb"), digits=0) for k in ("ours", "existing")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

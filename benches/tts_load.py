@@ -1,0 +1,115 @@
+"""One TTS load run: N concurrent Orpheus WebSocket streams in this process, against
+benches/bench_server.py's `/tts` (24 kHz speech at real time). Prints one JSON object.
+
+Runs under either plugin's virtualenv, so the same workload measures both:
+
+    python benches/tts_load.py --plugin baseten|raw --url ws://127.0.0.1:8766/tts \
+        --streams 50 --seconds 20
+
+- baseten: `livekit.plugins.baseten.TTS(...).stream()` as installed in this interpreter, one
+  sentence per turn, turns back to back until `--seconds` have passed;
+- raw: bare WebSockets speaking the same protocol (the floor: what receiving the audio costs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import resource
+import statistics
+import time
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+SENTENCE = "The quick brown fox jumps over the lazy dog while the band plays on the pier."
+SAMPLE_RATE = 24000
+
+
+async def raw_turn(http: aiohttp.ClientSession, url: str) -> tuple[int, float]:
+    """One synthesis over a bare WebSocket: samples received, time to first audio."""
+    start = time.monotonic()
+    first = 0.0
+    samples = 0
+    async with http.ws_connect(url) as ws:
+        await ws.send_str(json.dumps({"voice": "tara", "max_tokens": 2000, "buffer_size": 10}))
+        for word in SENTENCE.split():
+            await ws.send_str(word)
+        await ws.send_str("__END__")
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                first = first or time.monotonic() - start
+                samples += len(msg.data) // 2
+    return samples, first
+
+
+async def plugin_turn(engine: Any) -> tuple[int, float]:
+    """One synthesis through the plugin's stream(): samples received, time to first audio."""
+    start = time.monotonic()
+    first = 0.0
+    samples = 0
+    async with engine.stream() as stream:
+        stream.push_text(SENTENCE)
+        stream.end_input()
+        async for ev in stream:
+            first = first or time.monotonic() - start
+            samples += ev.frame.samples_per_channel
+    return samples, first
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    ttfb: list[float] = []
+    samples = 0
+    turns = 0
+    async with aiohttp.ClientSession() as http:
+        engine: Any = None
+        if args.plugin == "baseten":
+            from livekit.plugins import baseten
+
+            engine = baseten.TTS(api_key="bench", model_endpoint=args.url, http_session=http)
+        gc.collect()  # as LiveKit's job processes do once their modules are loaded
+        gc.freeze()
+
+        async def one(index: int) -> None:
+            nonlocal samples, turns
+            await asyncio.sleep(index * 0.02 / args.streams)  # spread the starts, as calls are
+            end = time.monotonic() + args.seconds
+            while time.monotonic() < end:
+                got, first = await asyncio.wait_for(
+                    plugin_turn(engine) if engine else raw_turn(http, args.url), 60
+                )
+                samples += got
+                turns += 1
+                ttfb.append(first)
+
+        cpu0, wall0 = os.times(), time.monotonic()
+        await asyncio.gather(*(one(i) for i in range(args.streams)))
+        cpu1, wall1 = os.times(), time.monotonic()
+    return {
+        "plugin": args.plugin,
+        "streams": args.streams,
+        "turns": turns,
+        "audio_s": samples / SAMPLE_RATE,
+        "cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
+        "wall_s": wall1 - wall0,
+        "ttfb_p50": statistics.median(ttfb) if ttfb else None,
+        "ttfb_p99": float(np.percentile(ttfb, 99)) if ttfb else None,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plugin", choices=["baseten", "raw"], required=True)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--streams", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=20)
+    print(json.dumps(asyncio.run(run(parser.parse_args()))))
+
+
+if __name__ == "__main__":
+    main()
