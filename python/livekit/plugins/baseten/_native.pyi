@@ -21,6 +21,7 @@ __all__ = [
     "mulaw_decode",
     "mulaw_encode",
     "parse_message",
+    "websocket_binary_frame",
 ]
 
 @final
