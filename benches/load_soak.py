@@ -74,9 +74,13 @@ WIRE_SAMPLES = 512
 # Final times are rounded to the millisecond by the server.
 TIME_TOLERANCE_S = 0.0015
 
-# What a leak costs, for the default thresholds (per minute, after the warm-up; see README):
-# the healthy plugin's slopes measured within +-2 MB/min over 100 s runs at 50 streams, and
-# keeping every 20 ms frame of 50 streams (or every final's event) grows far faster.
+# Soak thresholds, per minute after the warm-up. `soak --minutes 5` with the defaults (100 STT
+# streams, 10 TTS) measured RSS +0.04 to +0.2 MB/min, fds 0, tasks 0 to +0.2 (a stream between
+# two calls can dip a sample), Python's live blocks +0.8k (the sampler's own records, the
+# collector's sawtooth). At this size keeping a copy of every input frame would cost ~240 MB/min
+# and keeping every final transcript event ~32 MB/min and ~420k blocks/min (2x what
+# tests/test_load_soak.py measured at 50 streams); one socket or task kept per call or
+# synthesis would be 40 to 140/min.
 SOAK_MAX_RSS_SLOPE_MB_MIN = 3.0
 SOAK_MAX_FD_SLOPE_MIN = 1.0
 SOAK_MAX_TASK_SLOPE_MIN = 2.0

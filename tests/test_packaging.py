@@ -85,8 +85,13 @@ def test_the_load_harness_runs_side_by_side(tmp_path: Path) -> None:
         check=True,
         timeout=300,
     )
-    (row,) = [line for line in result.stdout.splitlines() if line.startswith("| 2 |")]
-    cells = [c.strip() for c in row.strip("|").split("|")]
+    # One row in the STT table, then one in the TTS table.
+    stt_row, tts_row = [line for line in result.stdout.splitlines() if line.startswith("| 2 |")]
+    both_ran = r"[\d.]+ / [\d.]+ / \*\*[\d.]+x\*\*"
+    cells = [c.strip() for c in stt_row.strip("|").split("|")]
     assert cells[:3] == ["2", "48 kHz", "realtime"]
-    assert re.search(r"[\d.]+ / [\d.]+ / \*\*[\d.]+x\*\*", cells[3]), row  # both plugins ran
-    assert "n/a" not in cells[7], row  # final transcripts were delivered to both
+    assert re.search(both_ran, cells[3]), stt_row
+    assert "n/a" not in cells[7], stt_row  # final transcripts were delivered to both
+    cells = [c.strip() for c in tts_row.strip("|").split("|")]
+    assert re.search(both_ran, cells[1]), tts_row
+    assert "n/a" not in cells[3], tts_row  # audio reached both
