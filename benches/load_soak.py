@@ -60,9 +60,9 @@ import aiohttp
 import numpy as np
 from bench_server import FRAME_S, TTS_SAMPLE_RATE, tts_samples_per_word
 from livekit import rtc
+from stt_load import FRAME_MS, tone_frame
 
 HERE = Path(__file__).resolve().parent
-FRAME_MS = 20
 SENTENCE = "Thanks for calling, your order shipped this morning and should arrive on Friday."
 # Drivers: one task per phase pushes a frame to each of its streams every 20 ms, the phases
 # spread evenly over the period. Far fewer wake-ups than a task per stream (the CPU measured
@@ -166,13 +166,6 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float | None:
     if var == 0:
         return None
     return 60 * sum((t - t_mean) * (v - v_mean) for t, v in points) / var
-
-
-def tone_frame(rate: int) -> rtc.AudioFrame:
-    n = rate * FRAME_MS // 1000
-    t = np.arange(n) / rate
-    pcm = (6000 * np.sin(2 * math.pi * 300 * t)).astype(np.int16).tobytes()
-    return rtc.AudioFrame(pcm, rate, 1, n)
 
 
 class FinalsCheck:
