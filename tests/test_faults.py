@@ -589,6 +589,7 @@ async def test_stt_protocol_noise_is_survived_and_each_kind_logged_once(
     assert 0.0 <= absurd.start_time <= absurd.end_time <= sent
     assert absurd.words is not None and all(w.end_time <= sent for w in absurd.words)
     assert absurd.confidence == 1.0
+    assert [w.confidence for w in absurd.words] == [1.0]
     for kind in ("malformed", "binary", "recoverable", "past the audio"):
         assert len(plugin_warnings(caplog, kind)) == 1, kind
 

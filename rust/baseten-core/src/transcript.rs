@@ -92,7 +92,7 @@ impl Transcription<'_> {
         self
     }
 
-    /// The mean probability of the words that carry one, if any do.
+    /// The mean probability of the words that carry one, if any do: in 0..=1, as they are.
     pub fn confidence(&self) -> Option<f64> {
         let (sum, n) = self
             .words
@@ -112,7 +112,8 @@ pub struct Word<'a> {
     pub start: f64,
     /// End, in seconds, never before `start`.
     pub end: f64,
-    /// The recogniser's probability for the word; `None` for a whole segment.
+    /// The recogniser's probability for the word, in 0..=1 (clamped); `None` for a whole
+    /// segment.
     pub probability: Option<f64>,
 }
 
@@ -220,7 +221,7 @@ impl<'a> Transcription<'a> {
                 let Some(t) = cow(w.word).map(trimmed).filter(|t| !t.is_empty()) else { continue };
                 let start = clean_time(w.start_time.or(w.start));
                 let end = clean_time(w.end_time.or(w.end)).max(start);
-                words.push(Word { text: t, start, end, probability: w.prob });
+                words.push(Word { text: t, start, end, probability: w.prob.map(clean_prob) });
             }
         }
         // Older servers said `message_type: partial_transcript | final_transcript`.
@@ -261,6 +262,12 @@ fn trimmed(s: Cow<'_, str>) -> Cow<'_, str> {
 /// numbers that overflow f64, so every parsed time is finite.)
 fn clean_time(t: Option<f64>) -> f64 {
     t.unwrap_or(0.0).max(0.0)
+}
+
+/// A probability, whatever the server sent: clamped here once, so every word's and the
+/// transcript's mean are in 0..=1 by construction. (JSON has no NaN, so none arrives.)
+fn clean_prob(p: f64) -> f64 {
+    p.clamp(0.0, 1.0)
 }
 
 /// A JSON string, borrowed from the input when it has no escapes. serde only borrows a `Cow`
@@ -504,6 +511,19 @@ mod tests {
         );
         assert_eq!((t.start, t.end), (0.0, 0.0));
         assert_eq!((t.words[0].start, t.words[0].end), (5.0, 5.0));
+    }
+
+    #[test]
+    fn probabilities_are_clamped_into_0_to_1() {
+        let t = transcription(
+            r#"{"segments":[{"start_time":0,"end_time":1,"text":"a b c","word_timestamps":[
+                {"word":"a","start_time":0,"end_time":0.3,"prob":7},
+                {"word":"b","start_time":0.3,"end_time":0.6,"prob":-2},
+                {"word":"c","start_time":0.6,"end_time":1,"prob":0.5}]}]}"#,
+        );
+        let probabilities: Vec<_> = t.words.iter().map(|w| w.probability).collect();
+        assert_eq!(probabilities, [Some(1.0), Some(0.0), Some(0.5)]);
+        assert_eq!(t.confidence(), Some(0.5));
     }
 
     #[test]
