@@ -61,6 +61,13 @@ pub enum AudioError {
     },
     /// A channel count of zero, or more than [`pcm::MAX_CHANNELS`].
     Channels(u32),
+    /// Input whose sample rate or channel count differs from the stream's first frames.
+    FormatChanged {
+        /// The stream's (sample rate, channels).
+        expected: (u32, u32),
+        /// The new input's (sample rate, channels).
+        got: (u32, u32),
+    },
     /// A frame size that is zero, too large, or not a whole number of samples.
     FrameSize {
         /// The frame size asked for, in bytes.
@@ -92,6 +99,12 @@ impl fmt::Display for AudioError {
                 f,
                 "cannot resample {input} Hz to {output} Hz with low latency: use a standard rate \
                  such as 8000, 16000, 24000, 44100 or 48000 Hz"
+            ),
+            AudioError::FormatChanged { expected, got } => write!(
+                f,
+                "the sample rate and channel count of the input frames must be consistent: \
+                 {} Hz x {} then {} Hz x {}",
+                expected.0, expected.1, got.0, got.1
             ),
             AudioError::FrameSize { frame_bytes, sample_bytes } => write!(
                 f,

@@ -145,6 +145,17 @@ impl SendPipeline {
         }
     }
 
+    /// Checks that input of `sample_rate` Hz and `channels` channels is what this pipeline
+    /// converts: a stream's format cannot change midway.
+    pub fn check_format(&self, sample_rate: u32, channels: u32) -> Result<(), AudioError> {
+        let expected = (self.input_rate(), self.channels());
+        if (sample_rate, channels) == expected {
+            Ok(())
+        } else {
+            Err(AudioError::FormatChanged { expected, got: (sample_rate, channels) })
+        }
+    }
+
     /// Adds input bytes; appends every completed wire frame to `out` and returns how many.
     pub fn push(&mut self, mut pcm: &[u8], out: &mut Vec<u8>) -> usize {
         let stride = self.channels * 2;
@@ -260,6 +271,16 @@ mod tests {
             SendPipeline::new(16_000, 0, WireEncoding::PcmS16le).unwrap_err(),
             AudioError::Channels(0)
         );
+    }
+
+    #[test]
+    fn refuses_a_change_of_format() {
+        let p = SendPipeline::new(48_000, 2, WireEncoding::PcmS16le).unwrap();
+        assert_eq!(p.check_format(48_000, 2), Ok(()));
+        let err = p.check_format(16_000, 2).unwrap_err();
+        assert_eq!(err, AudioError::FormatChanged { expected: (48_000, 2), got: (16_000, 2) });
+        assert!(err.to_string().ends_with("48000 Hz x 2 then 16000 Hz x 2"), "{err}");
+        assert!(p.check_format(48_000, 1).is_err());
     }
 
     #[test]

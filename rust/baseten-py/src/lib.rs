@@ -163,11 +163,17 @@ impl SendPipeline {
         self.inner.pending_samples()
     }
 
+    #[pyo3(signature = (pcm, sample_rate = None, channels = None))]
     fn push<'py>(
         &mut self,
         py: Python<'py>,
         pcm: &Bound<'py, PyAny>,
+        sample_rate: Option<u32>,
+        channels: Option<u32>,
     ) -> PyResult<Bound<'py, PyList>> {
+        if let (Some(rate), Some(channels)) = (sample_rate, channels) {
+            self.inner.check_format(rate, channels).map_err(value_error)?;
+        }
         let pcm = Pcm::extract(pcm)?;
         let inner = &mut self.inner;
         let frame_bytes = inner.encoding().frame_bytes();

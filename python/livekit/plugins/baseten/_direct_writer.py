@@ -39,6 +39,8 @@ class DirectWriter:
     interleave.
     """
 
+    __slots__ = ("_transport", "_ws")
+
     def __init__(self, transport: asyncio.Transport, ws: aiohttp.ClientWebSocketResponse) -> None:
         self._transport = transport
         self._ws = ws
