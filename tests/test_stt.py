@@ -486,6 +486,23 @@ async def test_a_connect_that_hangs_times_out(http: aiohttp.ClientSession) -> No
         await tcp.wait_closed()
 
 
+async def test_a_connection_pool_that_is_full_is_named_in_the_timeout(
+    server: FakeWhisperServer,
+) -> None:
+    # Every open WebSocket holds one of the session's connections (LiveKit's shared session
+    # allows 50 per host): the stream past the limit can only time out, and must say why.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit_per_host=1)) as http:
+        engine = make_stt(server, http)
+        first = engine.stream()
+        await server.progress.until(lambda: len(server.sessions) == 1)
+        second = engine.stream(conn_options=APIConnectOptions(max_retry=0, timeout=0.3))
+        with pytest.raises(APITimeoutError, match="at most 100 in all, 1 per host connections"):
+            await collect(second)
+        assert len(server.sessions) == 1
+        await first.aclose()
+        await engine.aclose()
+
+
 async def test_idle_streams_send_health_checks(
     server: FakeWhisperServer, http: aiohttp.ClientSession
 ) -> None:

@@ -71,10 +71,35 @@ async def connect(
             status_code=e.status,
         )
     except asyncio.TimeoutError:
-        error = APITimeoutError(f"timed out after {timeout:g}s connecting to {url}")
+        error = APITimeoutError(
+            f"timed out after {timeout:g}s connecting to {url}{_pool_hint(session)}"
+        )
     except (aiohttp.ClientError, OSError) as e:
         error = APIConnectionError(f"cannot connect to {url}: {type(e).__name__}: {e}")
     raise error
+
+
+def _pool_hint(session: aiohttp.ClientSession) -> str:
+    """Why a connect may have waited with no network fault at all: every open WebSocket holds
+    one of the session's connections until it closes, and a session that allows only so many
+    (LiveKit's shared session allows 50 per host) queues the next stream until it times out."""
+    connector = session.connector
+    limits = [
+        f"{n}{where}"
+        for n, where in (
+            (connector.limit if connector else 0, " in all"),
+            (connector.limit_per_host if connector else 0, " per host"),
+        )
+        if n
+    ]
+    if not limits:
+        return ""
+    return (
+        f" (the aiohttp session holds at most {', '.join(limits)} connections, and every open "
+        "Baseten WebSocket keeps one: for more concurrent streams in this process, pass "
+        "http_session=aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, "
+        "limit_per_host=0)))"
+    )
 
 
 def failure_of(msg: aiohttp.WSMessage, ws: aiohttp.ClientWebSocketResponse) -> object:
