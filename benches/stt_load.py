@@ -97,7 +97,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     latencies: list[float] = []
     hung_closes: list[int] = []
     finals = 0
-    async with aiohttp.ClientSession() as http:
+    # No connection limit, for either plugin: every open WebSocket holds one of the connector's
+    # slots, and aiohttp's default of 100 would hold streams past the 100th in the connect
+    # timeout (seconds of lateness that measure the pool, not the plugin).
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         engine: Any = None
         if args.plugin == "baseten":
             from livekit.plugins import baseten
@@ -191,6 +194,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "wall_s": wall1 - wall0,
         "finals": finals,
         "expected_finals": expected_finals * args.streams,
+        "final_latencies": [round(x, 6) for x in latencies],
         "final_latency_p50": statistics.median(latencies) if latencies else None,
         "final_latency_p99": float(np.percentile(latencies, 99)) if latencies else None,
         "lateness_p50": statistics.median(lateness) if lateness else None,
