@@ -147,3 +147,16 @@ def test_rebuffer_pads_and_clears() -> None:
     for frame_bytes in (7, 0, 2**40):
         with pytest.raises(ValueError, match="frame size must be a positive whole number"):
             _native.Rebuffer(frame_bytes, 2)
+
+
+def test_push_checks_the_format_when_given_both_rate_and_channels() -> None:
+    pipeline = _native.SendPipeline(48000, 2, "pcm_s16le", "continuous")
+    frame = bytes(48000 // 50 * 2 * 2)
+    assert pipeline.push(frame, 48000, 2) == []
+    pending = pipeline.pending_samples
+    with pytest.raises(ValueError, match="48000 Hz x 2 then 16000 Hz x 2"):
+        pipeline.push(frame, 16000, 2)
+    with pytest.raises(ValueError, match="both sample_rate and channels, or neither"):
+        pipeline.push(frame, 48000)
+    assert pipeline.pending_samples == pending  # refused input is not taken
+    assert len(pipeline.push(frame)) == 1  # and the stream goes on

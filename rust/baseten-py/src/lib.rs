@@ -171,8 +171,14 @@ impl SendPipeline {
         sample_rate: Option<u32>,
         channels: Option<u32>,
     ) -> PyResult<Bound<'py, PyList>> {
-        if let (Some(rate), Some(channels)) = (sample_rate, channels) {
-            self.inner.check_format(rate, channels).map_err(value_error)?;
+        match (sample_rate, channels) {
+            (Some(rate), Some(channels)) => {
+                self.inner.check_format(rate, channels).map_err(value_error)?
+            }
+            (None, None) => {}
+            _ => {
+                return Err(PyValueError::new_err("give both sample_rate and channels, or neither"))
+            }
         }
         let pcm = Pcm::extract(pcm)?;
         let inner = &mut self.inner;

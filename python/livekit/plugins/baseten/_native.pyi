@@ -55,8 +55,8 @@ class SendPipeline:
         self, pcm: Buffer, sample_rate: int | None = None, channels: int | None = None
     ) -> list[bytes]:
         """Adds input bytes (any size; a sample may be split across pushes) and returns the
-        wire frames completed by them. Given `sample_rate` and `channels` (both), first checks
-        they are the pipeline's, raising ValueError if not."""
+        wire frames completed by them. Given `sample_rate` and `channels` (both or neither),
+        first checks they are the pipeline's, raising ValueError if not."""
     def flush(self, pad: bool = True) -> list[bytes]:
         """Returns the resampler's tail and the leftover samples as a last frame, zero-padded to
         a whole frame unless `pad` is False."""
