@@ -1,3 +1,4 @@
+import gc
 import json
 
 import pytest
@@ -73,6 +74,25 @@ def test_final_with_words_and_a_wordless_segment() -> None:
         assert str(ours) == str(theirs)
         assert vars(ours) == vars(theirs)
     assert t.words[2].confidence is NOT_GIVEN
+
+
+def test_words_are_left_to_reference_counting() -> None:
+    # Hundreds of streams' words in flight were most of what each garbage collection walked;
+    # a word cannot be part of a reference cycle, so the collector never needs to see one.
+    words = parse_transcription(FINAL, 10.0).words
+    assert len(words) == 3 and not any(gc.is_tracked(w) for w in words)
+    # Nor anything in a word's stead, such as a __dict__ per word: with every word carrying a
+    # probability (no NOT_GIVEN to point at), the list of words is all the collector sees.
+    segment = {"start_time": 0.0, "end_time": 1.0, "text": "a b c", "word_timestamps": []}
+    segment["word_timestamps"] = [
+        {"word": w, "start_time": 0.0, "end_time": 1.0, "prob": 0.9} for w in "abc"
+    ]
+    msg = {"type": "transcription", "is_final": True, "segments": [segment]}
+    lists = [parse_transcription(msg).words for _ in range(100)]
+    kept = {id(o) for o in gc.get_objects()}
+    assert {id(w) for words in lists for w in words}.isdisjoint(kept)
+    assert all(id(words) in kept for words in lists)
+    assert not any(gc.is_tracked(vars(w)) for words in lists for w in words)
 
 
 def test_partial_with_language_and_no_segments() -> None:

@@ -355,19 +355,39 @@ struct UnknownMessage {
     kind: String,
 }
 
-/// Builds `livekit.agents.types.TimedString`s at a quarter of the cost of its constructor.
+/// Builds `livekit.agents.types.TimedString`s at a fraction of the cost of its constructor,
+/// and invisible to Python's cyclic garbage collector.
 ///
-/// A TimedString is a `str` subclass whose attributes live in its `__dict__`, set by a Python
-/// `__new__`. The fast path is `str.__new__(TimedString, text)` plus a copy of the `__dict__`
-/// of a TimedString made once by the real constructor, so every attribute it sets (including
-/// any a later livekit-agents adds) is present with the same defaults. At first use the fast
-/// path is checked against the real constructor; if they ever disagree (a TimedString with
-/// `__slots__`, say), the real constructor is used instead.
+/// A TimedString is a `str` subclass whose attributes are set by a Python `__new__`. The fast
+/// path is `str.__new__(TimedString, text)` plus the same attribute stores, in the same order,
+/// as the real constructor (learnt once from a TimedString it made, so every attribute it sets,
+/// including any a later livekit-agents adds, is present with the same defaults). Stored in
+/// that order the attributes stay inline in the object (no `__dict__` is made per word). At
+/// first use the fast path is checked against the real constructor; if they ever disagree (a
+/// TimedString with `__slots__`, say), the real constructor is used instead.
+///
+/// Why untracked: at hundreds of streams the words of transcripts on their way to the agent
+/// were most of the objects each garbage collection walked (a 40-word final is 40 of them),
+/// and the collector can never free one: a word refers only to its class, floats, `None` and
+/// the constructor's defaults, none of which refers back to a word, so no word is ever part
+/// of a reference cycle. Reference counting frees it as before.
 struct TimedStringFactory {
     cls: Py<PyType>,
     str_new: Py<PyAny>,
-    template: Py<PyDict>,
+    /// The constructor's attributes, in the order it sets them.
+    attributes: Vec<(Py<PyString>, Attribute)>,
     fast: bool,
+}
+
+/// Where the value of one of TimedString's attributes comes from.
+enum Attribute {
+    Start,
+    End,
+    Offset,
+    /// The word's probability, or the constructor's default when there is none.
+    Confidence(Py<PyAny>),
+    /// An attribute the server does not set: the constructor's default.
+    Default(Py<PyAny>),
 }
 
 impl TimedStringFactory {
@@ -376,12 +396,26 @@ impl TimedStringFactory {
         FACTORY.get_or_try_init(py, || {
             let cls =
                 py.import("livekit.agents.types")?.getattr("TimedString")?.cast_into::<PyType>()?;
-            let template = cls.call1(("",))?.getattr(intern!(py, "__dict__"))?.cast_into()?;
+            let template =
+                cls.call1(("",))?.getattr(intern!(py, "__dict__"))?.cast_into::<PyDict>()?;
+            let attributes = template
+                .iter()
+                .map(|(name, default)| {
+                    let attribute = match name.extract::<&str>()? {
+                        "start_time" => Attribute::Start,
+                        "end_time" => Attribute::End,
+                        "start_time_offset" => Attribute::Offset,
+                        "confidence" => Attribute::Confidence(default.unbind()),
+                        _ => Attribute::Default(default.unbind()),
+                    };
+                    Ok((name.cast_into::<PyString>()?.unbind(), attribute))
+                })
+                .collect::<PyResult<_>>()?;
             let str_new = py.get_type::<PyString>().getattr(intern!(py, "__new__"))?;
             let mut factory = TimedStringFactory {
                 cls: cls.unbind(),
                 str_new: str_new.unbind(),
-                template: template.unbind(),
+                attributes,
                 fast: true,
             };
             factory.fast = factory.fast_path_matches(py).unwrap_or(false);
@@ -408,18 +442,32 @@ impl TimedStringFactory {
         confidence: Option<f64>,
         offset: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if !self.fast {
-            return self.construct(py, text, start, end, confidence, offset);
-        }
-        let word = self.str_new.bind(py).call1((self.cls.bind(py), text))?;
-        let attrs = self.template.bind(py).copy()?;
-        attrs.set_item(intern!(py, "start_time"), start)?;
-        attrs.set_item(intern!(py, "end_time"), end)?;
-        if let Some(c) = confidence {
-            attrs.set_item(intern!(py, "confidence"), c)?;
-        }
-        attrs.set_item(intern!(py, "start_time_offset"), offset)?;
-        word.setattr(intern!(py, "__dict__"), attrs)?;
+        let word = if self.fast {
+            let word = self.str_new.bind(py).call1((self.cls.bind(py), text))?;
+            let (start, end, offset) =
+                (start.into_pyobject(py)?, end.into_pyobject(py)?, offset.into_pyobject(py)?);
+            let confidence = confidence.map(|c| c.into_pyobject(py)).transpose()?;
+            for (name, attribute) in &self.attributes {
+                let value = match attribute {
+                    Attribute::Start => start.as_any(),
+                    Attribute::End => end.as_any(),
+                    Attribute::Offset => offset.as_any(),
+                    Attribute::Confidence(default) => {
+                        confidence.as_ref().map_or(default.bind(py), |c| c.as_any())
+                    }
+                    Attribute::Default(default) => default.bind(py),
+                };
+                word.setattr(name.bind(py), value)?;
+            }
+            word
+        } else {
+            self.construct(py, text, start, end, confidence, offset)?
+        };
+        // SAFETY: `word` is a live object we own a reference to. Untracking needs no more:
+        // `PyObject_GC_UnTrack` accepts objects that are not tracked, and the object's
+        // deallocator copes with an untracked object (it untracks only what is tracked).
+        // Why it is right rather than merely safe is in the type's doc comment.
+        unsafe { pyo3::ffi::PyObject_GC_UnTrack(word.as_ptr().cast()) };
         Ok(word)
     }
 
