@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 import weakref
@@ -658,7 +659,7 @@ class SpeechStream(stt.SpeechStream):
                 self._speaking = True
                 send(stt.SpeechEvent(stt.SpeechEventType.START_OF_SPEECH, request_id=request_id))
             data = stt.SpeechData(
-                language=LanguageCode(t.language or self._opts.language),
+                language=_language_code(t.language or self._opts.language),
                 text=t.text,
                 start_time=start,
                 end_time=end,
@@ -697,6 +698,14 @@ class SpeechStream(stt.SpeechStream):
                 recognition_usage=stt.RecognitionUsage(audio_duration=round(duration, 6)),
             )
         )
+
+
+@functools.lru_cache(maxsize=128)
+def _language_code(code: str) -> LanguageCode:
+    """One LanguageCode per code, shared by every event: a stream names the same language in
+    each of its transcripts, and a fresh one per event is one more object for the garbage
+    collector to walk (and a normalisation) per transcript, hundreds of times a second."""
+    return LanguageCode(code)
 
 
 def _frame_bytes(frame: rtc.AudioFrame) -> bytes | bytearray | memoryview:
