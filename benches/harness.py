@@ -199,6 +199,7 @@ HEADER = [
     "final delivery p50/p99 ms, trials pooled (ours; existing)",
     "peak RSS MB (ours / existing)",
     "max GC pause ms (ours / existing)",
+    "full collections per trial; max young-generation pause ms (ours; existing)",
     "closes that hung (ours / existing)",
 ]
 
@@ -259,6 +260,11 @@ def render(rows: list[tuple[Config, dict[str, list[dict[str, Any]]]]], trials: i
             pooled_percentiles(runs, "final_latencies"),
             " / ".join(fmt(median(runs[k], "peak_rss_mb"), digits=0) for k in ("ours", "existing")),
             " / ".join(fmt(median(runs[k], "gc_max_pause_ms")) for k in ("ours", "existing")),
+            "; ".join(
+                f"{fmt(median(runs[k], 'gc_full_collections'), digits=0)}, "
+                f"{fmt(median(runs[k], 'gc_max_young_pause_ms'))}"
+                for k in ("ours", "existing")
+            ),
             " / ".join(
                 str(sum(r.get("hung_closes", 0) for r in runs[k])) for k in ("ours", "existing")
             ),

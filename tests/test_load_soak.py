@@ -1,11 +1,11 @@
 """Load and soak, short (issue 7): benches/load_soak.py's workload, in this process.
 
 50 STT streams at real-time pace (40 for the whole run, 10 as back-to-back 20 s calls) and 5
-TTS WebSocket streams synthesizing a sentence again and again, for 2 minutes, against
+TTS WebSocket streams synthesizing a sentence again and again, for 100 s, against
 benches/bench_server.py in a process of its own. The benchmark (`python benches/load_soak.py
 load|soak`) reports the speed figures; this test checks only what must hold at any speed.
 
-Growth thresholds, per minute after a 30 s warm-up (45 samples, 2 s apart), from measurement
+Growth thresholds, per minute after a 30 s warm-up (35 samples, 2 s apart), from measurement
 (healthy: 3 runs of this test; leaks: the same run with the leak patched into the plugin):
 - RSS: healthy 0.09 to 0.13 MB/min (up to 3.0 while the workload's calls all started at once,
   an allocator high-water mark creeping while Python's live allocations stayed flat), so
@@ -28,14 +28,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benches"))
 import load_soak
 
-SECONDS = 120.0
+SECONDS = 100.0
 MAX_RSS_MB_PER_MIN = 8.0
 MAX_HEAP_BLOCKS_PER_MIN = 50_000.0
 MAX_FDS_PER_MIN = 3.0
 MAX_TASKS_PER_MIN = 10.0
 
 
-async def test_fifty_streams_for_two_minutes_deliver_everything_and_leak_nothing() -> None:
+async def test_fifty_streams_for_100_seconds_deliver_everything_and_leak_nothing() -> None:
     cfg = load_soak.Config(
         mode="soak",
         streams=40,
