@@ -14,6 +14,8 @@ import aiohttp
 import numpy as np
 import pytest
 import trustme
+from hypothesis import given
+from hypothesis import strategies as st
 from livekit import rtc
 from livekit.agents import (
     APIConnectionError,
@@ -26,6 +28,8 @@ from livekit.agents.metrics import STTMetrics
 from livekit.agents.types import TimedString
 from livekit.plugins import baseten
 from livekit.plugins.baseten import _native
+from livekit.plugins.baseten._whisper_protocol import FRAME_SECONDS
+from livekit.plugins.baseten.stt import _Connection
 
 from .fake_whisper import FakeWhisperServer
 from .oracles import audioop
@@ -699,3 +703,27 @@ async def test_update_options_refuses_a_wrong_buffer_size(
     engine = make_stt(server, http)
     with pytest.raises(ValueError, match=r"buffer_size_seconds must be 0\.032"):
         engine.update_options(buffer_size_seconds=0.5)
+
+
+@given(
+    first=st.integers(0, 10_000),
+    held=st.integers(0, 400),
+    seconds=st.one_of(
+        st.floats(-1.0, 400.0),
+        # At a frame's end, give or take the server's rounding of its times.
+        st.tuples(st.integers(0, 12_000), st.sampled_from([-2e-6, -5e-7, 0.0, 5e-7, 2e-6])).map(
+            lambda kd: kd[0] * FRAME_SECONDS + kd[1]
+        ),
+    ),
+)
+def test_a_final_confirms_exactly_the_frames_it_covers(
+    first: int, held: int, seconds: float
+) -> None:
+    conn = _Connection(ws=None, request_id="", last_message_at=0.0, direct=None)  # type: ignore[arg-type]
+    conn.first_unconfirmed = first
+    conn.unconfirmed.extend(bytes([k % 256]) for k in range(held))
+    conn.confirm_until(seconds)
+    # The rule, frame by frame: frame k is covered once it ends by `seconds` (1 us of slack).
+    covered = [k for k in range(first, first + held) if (k + 1) * FRAME_SECONDS <= seconds + 1e-6]
+    assert conn.first_unconfirmed == first + len(covered)
+    assert list(conn.unconfirmed) == [bytes([k % 256]) for k in range(len(covered), held)]
