@@ -81,18 +81,21 @@ def test_words_are_left_to_reference_counting() -> None:
     # a word cannot be part of a reference cycle, so the collector never needs to see one.
     words = parse_transcription(FINAL, 10.0).words
     assert len(words) == 3 and not any(gc.is_tracked(w) for w in words)
-    # Nor anything in a word's stead, such as a __dict__ per word: with every word carrying a
-    # probability (no NOT_GIVEN to point at), the list of words is all the collector sees.
+    # Nor anything in a word's stead, such as its __dict__: with every word carrying a
+    # probability (no NOT_GIVEN to refer to), a message's list of words is all the collector
+    # sees of it. (Before: a word and its __dict__, 7 tracked objects for this message.)
     segment = {"start_time": 0.0, "end_time": 1.0, "text": "a b c", "word_timestamps": []}
     segment["word_timestamps"] = [
         {"word": w, "start_time": 0.0, "end_time": 1.0, "prob": 0.9} for w in "abc"
     ]
     msg = {"type": "transcription", "is_final": True, "segments": [segment]}
-    lists = [parse_transcription(msg).words for _ in range(100)]
-    kept = {id(o) for o in gc.get_objects()}
-    assert {id(w) for words in lists for w in words}.isdisjoint(kept)
-    assert all(id(words) in kept for words in lists)
-    assert not any(gc.is_tracked(vars(w)) for words in lists for w in words)
+    parse_transcription(msg)  # anything made once, at first use, is made now
+    gc.collect()
+    before = len(gc.get_objects())
+    kept = [parse_transcription(msg).words for _ in range(100)]
+    tracked = len(gc.get_objects()) - before
+    assert 100 <= tracked <= 100 + 5, tracked  # the lists (and a few of this frame's own)
+    assert all(gc.is_tracked(words) for words in kept)
 
 
 def test_partial_with_language_and_no_segments() -> None:

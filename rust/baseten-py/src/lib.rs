@@ -361,16 +361,22 @@ struct UnknownMessage {
 /// A TimedString is a `str` subclass whose attributes are set by a Python `__new__`. The fast
 /// path is `str.__new__(TimedString, text)` plus the same attribute stores, in the same order,
 /// as the real constructor (learnt once from a TimedString it made, so every attribute it sets,
-/// including any a later livekit-agents adds, is present with the same defaults). Stored in
-/// that order the attributes stay inline in the object (no `__dict__` is made per word). At
-/// first use the fast path is checked against the real constructor; if they ever disagree (a
-/// TimedString with `__slots__`, say), the real constructor is used instead.
+/// including any a later livekit-agents adds, is present with the same default). At first use
+/// the fast path is checked against the real constructor: the same type, text and attributes,
+/// and every default one object shared by all words (a default made fresh per word, such as a
+/// list, cannot be copied this way). If anything disagrees, or the attributes cannot be read
+/// (a TimedString with `__slots__`, say), the real constructor is used instead.
 ///
 /// Why untracked: at hundreds of streams the words of transcripts on their way to the agent
-/// were most of the objects each garbage collection walked (a 40-word final is 40 of them),
-/// and the collector can never free one: a word refers only to its class, floats, `None` and
-/// the constructor's defaults, none of which refers back to a word, so no word is ever part
-/// of a reference cycle. Reference counting frees it as before.
+/// were most of the objects each young garbage collection walked and promoted (a 40-word final
+/// is 40 of them, each with its `__dict__`), and the collector can never free one. A word as
+/// built refers only to its class, floats, `None` and the constructor's shared defaults, none
+/// of which refers back to a word, so it is in no reference cycle; reference counting frees it
+/// as before. Its `__dict__` then holds nothing the collector tracks either, and CPython leaves
+/// such a dict untracked (the old copy of a template dict was always tracked). The contract
+/// this asks of consumers: do not make a word refer back to itself through its attributes (a
+/// cycle through an untracked object is never collected). Nothing in livekit-agents sets
+/// attributes on words.
 struct TimedStringFactory {
     cls: Py<PyType>,
     str_new: Py<PyAny>,
@@ -396,38 +402,61 @@ impl TimedStringFactory {
         FACTORY.get_or_try_init(py, || {
             let cls =
                 py.import("livekit.agents.types")?.getattr("TimedString")?.cast_into::<PyType>()?;
-            let template =
-                cls.call1(("",))?.getattr(intern!(py, "__dict__"))?.cast_into::<PyDict>()?;
-            let attributes = template
-                .iter()
-                .map(|(name, default)| {
-                    let attribute = match name.extract::<&str>()? {
-                        "start_time" => Attribute::Start,
-                        "end_time" => Attribute::End,
-                        "start_time_offset" => Attribute::Offset,
-                        "confidence" => Attribute::Confidence(default.unbind()),
-                        _ => Attribute::Default(default.unbind()),
-                    };
-                    Ok((name.cast_into::<PyString>()?.unbind(), attribute))
-                })
-                .collect::<PyResult<_>>()?;
             let str_new = py.get_type::<PyString>().getattr(intern!(py, "__new__"))?;
+            let attributes = Self::constructor_attributes(&cls).ok();
+            let fast = attributes.is_some();
             let mut factory = TimedStringFactory {
                 cls: cls.unbind(),
                 str_new: str_new.unbind(),
-                attributes,
-                fast: true,
+                attributes: attributes.unwrap_or_default(),
+                fast,
             };
-            factory.fast = factory.fast_path_matches(py).unwrap_or(false);
+            factory.fast = fast && factory.fast_path_matches(py).unwrap_or(false);
             Ok(factory)
         })
+    }
+
+    /// The attributes the constructor sets, in its order, read from a TimedString it made.
+    fn constructor_attributes(cls: &Bound<'_, PyType>) -> PyResult<Vec<(Py<PyString>, Attribute)>> {
+        let py = cls.py();
+        let template = cls.call1(("",))?.getattr(intern!(py, "__dict__"))?.cast_into::<PyDict>()?;
+        template
+            .iter()
+            .map(|(name, default)| {
+                let attribute = match name.extract::<&str>()? {
+                    "start_time" => Attribute::Start,
+                    "end_time" => Attribute::End,
+                    "start_time_offset" => Attribute::Offset,
+                    "confidence" => Attribute::Confidence(default.unbind()),
+                    _ => Attribute::Default(default.unbind()),
+                };
+                Ok((name.cast_into::<PyString>()?.unbind(), attribute))
+            })
+            .collect()
     }
 
     /// Whether the fast path builds the same object as the constructor.
     fn fast_path_matches(&self, py: Python<'_>) -> PyResult<bool> {
         let fast = self.make(py, "w", 1.0, 2.0, Some(0.5), 0.25)?;
         let real = self.construct(py, "w", 1.0, 2.0, Some(0.5), 0.25)?;
+        let other = self.construct(py, "w", 1.0, 2.0, None, 0.25)?;
         let dict = intern!(py, "__dict__");
+        // Defaults are copied by reference: right only if the constructor shares them too.
+        for (name, attribute) in &self.attributes {
+            let default = match attribute {
+                Attribute::Default(default) => default.bind(py),
+                Attribute::Confidence(default) => {
+                    if !other.getattr(name.bind(py))?.is(default.bind(py)) {
+                        return Ok(false);
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            if !real.getattr(name.bind(py))?.is(default) {
+                return Ok(false);
+            }
+        }
         Ok(fast.get_type().is(real.get_type())
             && fast.eq(&real)?
             && fast.getattr(dict)?.eq(real.getattr(dict)?)?)
@@ -463,11 +492,18 @@ impl TimedStringFactory {
         } else {
             self.construct(py, text, start, end, confidence, offset)?
         };
-        // SAFETY: `word` is a live object we own a reference to. Untracking needs no more:
-        // `PyObject_GC_UnTrack` accepts objects that are not tracked, and the object's
-        // deallocator copes with an untracked object (it untracks only what is tracked).
-        // Why it is right rather than merely safe is in the type's doc comment.
-        unsafe { pyo3::ffi::PyObject_GC_UnTrack(word.as_ptr().cast()) };
+        let ptr = word.as_ptr();
+        // SAFETY: `ptr` is a live object we hold a reference to (`word`). `PyObject_GC_UnTrack`
+        // reads the collector's header in front of the object, which only objects of GC types
+        // have: `PyObject_GC_IsTracked` checks for one first (and is true only for a tracked
+        // object of a GC type), so a constructor that ever returned a plain `str` is left
+        // alone. Untracking a tracked object is always memory-safe; the type's doc comment says
+        // why it is also right here.
+        unsafe {
+            if pyo3::ffi::PyObject_GC_IsTracked(ptr) == 1 {
+                pyo3::ffi::PyObject_GC_UnTrack(ptr.cast());
+            }
+        }
         Ok(word)
     }
 
