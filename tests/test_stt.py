@@ -14,7 +14,7 @@ import aiohttp
 import numpy as np
 import pytest
 import trustme
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from livekit import rtc
 from livekit.agents import (
@@ -705,17 +705,30 @@ async def test_update_options_refuses_a_wrong_buffer_size(
         engine.update_options(buffer_size_seconds=0.5)
 
 
+def _near_a_frame_end(frames: int, offset: float, ulps: int) -> float:
+    t = frames * FRAME_SECONDS + offset
+    return math.nextafter(t, ulps * math.inf) if ulps else t
+
+
 @given(
     first=st.integers(0, 10_000),
     held=st.integers(0, 400),
     seconds=st.one_of(
         st.floats(-1.0, 400.0),
-        # At a frame's end, give or take the server's rounding of its times.
-        st.tuples(st.integers(0, 12_000), st.sampled_from([-2e-6, -5e-7, 0.0, 5e-7, 2e-6])).map(
-            lambda kd: kd[0] * FRAME_SECONDS + kd[1]
+        st.sampled_from([math.nan, math.inf, -math.inf]),
+        # At a frame's end, give or take the server's rounding and the 1 us of slack, and the
+        # next floats either side of that slack, where a division and a product can disagree.
+        st.builds(
+            _near_a_frame_end,
+            st.integers(0, 12_000),
+            st.sampled_from([-2e-6, -1e-6, -5e-7, 0.0, 5e-7, 2e-6]),
+            st.sampled_from([-1, 0, 1]),
         ),
     ),
 )
+# Where floor(limit / FRAME_SECONDS) alone is one frame off the rule (found by search).
+@example(first=0, held=20, seconds=_near_a_frame_end(9, -1e-6, -1))
+@example(first=0, held=60, seconds=_near_a_frame_end(52, -1e-6, -1))
 def test_a_final_confirms_exactly_the_frames_it_covers(
     first: int, held: int, seconds: float
 ) -> None:
@@ -723,7 +736,12 @@ def test_a_final_confirms_exactly_the_frames_it_covers(
     conn.first_unconfirmed = first
     conn.unconfirmed.extend(bytes([k % 256]) for k in range(held))
     conn.confirm_until(seconds)
-    # The rule, frame by frame: frame k is covered once it ends by `seconds` (1 us of slack).
-    covered = [k for k in range(first, first + held) if (k + 1) * FRAME_SECONDS <= seconds + 1e-6]
+    # The rule, frame by frame: frame k is covered once it ends by `seconds` (1 us of slack);
+    # a time that is not finite covers nothing.
+    covered = [
+        k
+        for k in range(first, first + held)
+        if math.isfinite(seconds) and (k + 1) * FRAME_SECONDS <= seconds + 1e-6
+    ]
     assert conn.first_unconfirmed == first + len(covered)
     assert list(conn.unconfirmed) == [bytes([k % 256]) for k in range(len(covered), held)]

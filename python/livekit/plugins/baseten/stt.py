@@ -323,12 +323,20 @@ class _Connection:
 
     def confirm_until(self, seconds: float) -> None:
         """A final transcript ending at `seconds` (connection time) covers the audio before:
-        frame k (from 0) once `(k + 1) * FRAME_SECONDS <= seconds`, with 1 us of slack for
-        the server's rounding."""
-        # Counted at once rather than tested frame by frame: a final covers ~150 frames, and
-        # the test per frame was most of the cost of handling one.
-        covered = math.floor((seconds + 1e-6) / FRAME_SECONDS) - self.first_unconfirmed
-        count = min(covered, len(self.unconfirmed))
+        frame k (from 0) once `(k + 1) * FRAME_SECONDS <= seconds + 1e-6` (the slack is for
+        the server's rounding). Times that are not finite confirm nothing."""
+        if not math.isfinite(seconds):
+            return
+        # Counted at once rather than tested frame by frame (a final covers ~150 frames, and
+        # the test per frame was most of the cost of handling one); the division's estimate is
+        # then settled by the rule itself, so rounding cannot move a frame either way.
+        limit = seconds + 1e-6
+        covered = max(math.floor(limit / FRAME_SECONDS), 0)
+        while (covered + 1) * FRAME_SECONDS <= limit:
+            covered += 1
+        while covered > 0 and covered * FRAME_SECONDS > limit:
+            covered -= 1
+        count = min(covered - self.first_unconfirmed, len(self.unconfirmed))
         for _ in range(count):
             self.unconfirmed.popleft()
         self.first_unconfirmed += max(count, 0)
