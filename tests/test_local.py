@@ -335,4 +335,12 @@ def test_cli_serve_prints_its_endpoints_and_stops_on_interrupt() -> None:
         assert re.search(r"http://127\.0\.0\.1:\d+/v1", text), text
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=20) == 130
+        # communicate, not wait: a process blocked writing to a pipe nobody reads would look
+        # like one that ignored the interrupt, and what it wrote says why it did not stop.
+        try:
+            rest, errors = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest, errors = proc.communicate()
+            raise AssertionError(f"serve ignored the interrupt: {errors[-2000:]}") from None
+        assert proc.returncode == 130, (rest, errors)
