@@ -314,10 +314,19 @@ def test_cli_errors_are_one_line(args: tuple[str, ...], key: str | None, message
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 2
 
 
+# `python -m livekit.plugins.baseten`, with Python's own SIGINT handler as from a terminal. A
+# shell starts background jobs with SIGINT ignored, a child inherits that, and Python then
+# installs no handler: under such a CI runner the server would rightly ignore the interrupt.
+_WITH_SIGINT_HANDLED = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('livekit.plugins.baseten', run_name='__main__', alter_sys=True)"
+)
+
+
 def test_cli_serve_prints_its_endpoints_and_stops_on_interrupt() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASETEN_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "livekit.plugins.baseten", "serve", "--port", "0"],
+        [sys.executable, "-c", _WITH_SIGINT_HANDLED, "serve", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
