@@ -372,8 +372,9 @@ struct UnknownMessage {
 /// is 40 of them, each with its `__dict__`), and the collector can never free one. A word as
 /// built refers only to its class, floats, `None` and the constructor's shared defaults, none
 /// of which refers back to a word, so it is in no reference cycle; reference counting frees it
-/// as before. Its `__dict__` then holds nothing the collector tracks either, and CPython leaves
-/// such a dict untracked (the old copy of a template dict was always tracked). The contract
+/// as before. A word with a probability has only untracked values in its `__dict__` (without
+/// one, `confidence` is the tracked NOT_GIVEN), and CPython leaves such a dict untracked too
+/// (the old copy of a template dict, holding NOT_GIVEN, was always tracked). The contract
 /// this asks of consumers: do not make a word refer back to itself through its attributes (a
 /// cycle through an untracked object is never collected). Nothing in livekit-agents sets
 /// attributes on words.
