@@ -444,17 +444,12 @@ impl TimedStringFactory {
         let dict = intern!(py, "__dict__");
         // Defaults are copied by reference: right only if the constructor shares them too.
         for (name, attribute) in &self.attributes {
-            let default = match attribute {
-                Attribute::Default(default) => default.bind(py),
-                Attribute::Confidence(default) => {
-                    if !other.getattr(name.bind(py))?.is(default.bind(py)) {
-                        return Ok(false);
-                    }
-                    continue;
-                }
+            let (word, default) = match attribute {
+                Attribute::Default(default) => (&real, default),
+                Attribute::Confidence(default) => (&other, default),
                 _ => continue,
             };
-            if !real.getattr(name.bind(py))?.is(default) {
+            if !word.getattr(name.bind(py))?.is(default.bind(py)) {
                 return Ok(false);
             }
         }
