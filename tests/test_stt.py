@@ -229,8 +229,8 @@ async def test_events_of_an_utterance_and_the_stream_ends_by_itself(
         E.INTERIM_TRANSCRIPT,
         E.INTERIM_TRANSCRIPT,
         E.FINAL_TRANSCRIPT,
-        E.RECOGNITION_USAGE,
         E.END_OF_SPEECH,
+        E.RECOGNITION_USAGE,  # the audio sent, reported when the stream ends
     ]
     assert all(ev.request_id == stream.request_id != "" for ev in events)
     final = events[3].alternatives[0]
@@ -244,7 +244,7 @@ async def test_events_of_an_utterance_and_the_stream_ends_by_itself(
         ("f10", 0.32, 0.64, 0.9),
         ("f20", 0.64, 0.96, 0.9),
     ]
-    usage = events[4].recognition_usage
+    usage = events[5].recognition_usage
     assert usage is not None and usage.audio_duration == pytest.approx(0.96)
     await asyncio.wait_for(got_metrics.wait(), 5)  # LiveKit's metrics task saw the usage
     assert [m.audio_duration for m in metrics] == [pytest.approx(0.96)]
@@ -347,6 +347,38 @@ async def test_a_close_mid_stream_reconnects_and_loses_no_audio(
     finals = [ev.alternatives[0] for ev in events if ev.type == E.FINAL_TRANSCRIPT]
     starts = [f.start_time for f in finals]
     assert starts == pytest.approx([i * 10 * 0.032 for i in range(len(finals))])
+    # Audio resent after a reconnection is reported once.
+    usage = [ev.recognition_usage.audio_duration for ev in events if ev.recognition_usage]
+    assert sum(usage) == pytest.approx(len(received) / 1024 * 0.032)
+
+
+async def test_usage_is_reported_every_five_seconds_of_audio_sent(
+    server: FakeWhisperServer, http: aiohttp.ClientSession
+) -> None:
+    stream = make_stt(server, http).stream()  # no finals until the end: usage is not tied to them
+    push(stream, tone(16000, 375 * 0.032), 16000)  # 375 frames: 157 make the first 5 s
+    stream.end_input()
+    events = await collect(stream)
+    usage = [ev.recognition_usage.audio_duration for ev in events if ev.recognition_usage]
+    assert usage == pytest.approx([157 * 0.032, 157 * 0.032, 61 * 0.032])
+
+
+async def test_a_failed_stream_still_reports_the_audio_it_had_transcribed(
+    server: FakeWhisperServer, http: aiohttp.ClientSession
+) -> None:
+    server.behaviour.final_every_frames = 5
+    server.behaviour.error_after_frames = 12
+    engine = make_stt(server, http)
+    metrics: list[STTMetrics] = []
+    engine.on("metrics_collected", metrics.append)
+    stream = engine.stream(conn_options=NO_RETRY)
+    push(stream, tone(16000, 16 * 0.032), 16000)
+    with pytest.raises(APIConnectionError, match="TRANSCRIPTION_ERROR"):
+        await collect(stream)
+    await stream.aclose()
+    # The two finals covered 10 frames; the others were never transcribed (they would have
+    # gone to the next connection).
+    assert [m.audio_duration for m in metrics] == [pytest.approx(10 * 0.032)]
 
 
 async def test_an_unrecoverable_server_error_surfaces(

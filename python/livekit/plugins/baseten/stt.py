@@ -84,6 +84,11 @@ TIME_SLACK_S = 1.0
 # When sending fails, how long the receiver may still report that the server finished (a
 # server that closes right after `finished` makes the last send fail).
 CLOSE_GRACE_S = 1.0
+# RECOGNITION_USAGE goes out for every this many seconds of audio sent (and for the rest when
+# the stream ends), as LiveKit's own streaming plugins report it: not with each final, where
+# it would delay END_OF_SPEECH and, with many streams finalising together, other finals.
+USAGE_REPORT_S = 5.0
+_USAGE_REPORT_FRAMES = math.ceil(USAGE_REPORT_S / FRAME_SECONDS)
 
 _BUFFER_SIZE_SECONDS = FRAME_SECONDS
 
@@ -369,8 +374,9 @@ class SpeechStream(stt.SpeechStream):
         self._options_changed = False
         self._report_errors = True
         self._speaking = False
-        self._audio_sent_s = 0.0
-        self._audio_reported_s = 0.0
+        # Whole frames, so that audio counted out for resending and back in adds up exactly.
+        self._frames_sent = 0
+        self._frames_reported = 0
         self._request_id = ""
         self._warned: set[str] = set()  # kinds of server trouble already logged (_warn_once)
 
@@ -422,7 +428,7 @@ class SpeechStream(stt.SpeechStream):
             for frame in frames:
                 write(frame)
                 sent(frame)
-            self._audio_sent_s += len(frames) * FRAME_SECONDS
+            self._count_sent(len(frames))
         else:
             self._outbox.extend(frames)  # the sender task sends them
 
@@ -443,6 +449,15 @@ class SpeechStream(stt.SpeechStream):
     # -- connection lifecycle ---------------------------------------------------------------
 
     async def _run(self) -> None:
+        try:
+            await self._run_connections()
+        finally:
+            # However the stream ends (its end, a failure, aclose), the audio sent since the
+            # last report is reported.
+            if not self._event_ch.closed:
+                self._report_usage()
+
+    async def _run_connections(self) -> None:
         # Reconnection is handled here rather than by the base class, whose retry counter is
         # reset by every final transcript: a server that closes after each final would be
         # reconnected to forever. Here the budget is conn_options.max_retry consecutive
@@ -452,7 +467,6 @@ class SpeechStream(stt.SpeechStream):
             started = time.monotonic()
             try:
                 if await self._run_connection() is _End.FINISHED:
-                    self._report_usage()
                     return
                 failures = 0
                 continue
@@ -491,7 +505,7 @@ class SpeechStream(stt.SpeechStream):
         # Server times restart at 0 on every socket. The audio before this socket's first
         # frame (sent, or dropped while no socket took it) keeps them on the input's timeline;
         # the wall-clock time between attempts, which the base class adds, would not.
-        self.start_time_offset = self._audio_sent_s + self._outbox.dropped_frames * FRAME_SECONDS
+        self.start_time_offset = (self._frames_sent + self._outbox.dropped_frames) * FRAME_SECONDS
         self._options_changed = False
         sender: asyncio.Task[None] | None = None
         receiver: asyncio.Task[_End] | None = None
@@ -563,7 +577,7 @@ class SpeechStream(stt.SpeechStream):
         frames = list(conn.unconfirmed)
         conn.unconfirmed.clear()
         self._outbox.requeue(frames)
-        self._audio_sent_s -= len(frames) * FRAME_SECONDS
+        self._frames_sent -= len(frames)
 
     async def _send_loop(self, conn: _Connection) -> None:
         ws, outbox = conn.ws, self._outbox
@@ -573,7 +587,7 @@ class SpeechStream(stt.SpeechStream):
                 # Counted as sent before the send: a connection that dies meanwhile puts it
                 # back with the other unconfirmed frames, in order.
                 conn.sent(frame)
-                self._audio_sent_s += FRAME_SECONDS
+                self._count_sent(1)
                 await ws.send_bytes(frame)
             finished = self._input_ch.closed and not len(outbox)
             if finished or self._options_changed:
@@ -637,7 +651,7 @@ class SpeechStream(stt.SpeechStream):
             return None
         if isinstance(msg, _native.Transcription):
             # The server cannot have heard past the audio sent to it (on the input's timeline).
-            heard = self._audio_sent_s + self._outbox.dropped_frames * FRAME_SECONDS
+            heard = (self._frames_sent + self._outbox.dropped_frames) * FRAME_SECONDS
             if msg.is_final:
                 conn.confirm_until(min(msg.end, heard) - self.start_time_offset)
             self._on_transcription(msg, conn.request_id, heard)
@@ -688,29 +702,34 @@ class SpeechStream(stt.SpeechStream):
             )
             send(stt.SpeechEvent(kind, request_id=request_id, alternatives=[data]))
             said = [data]
-        if t.is_final:
-            self._report_usage()
-            if self._speaking:
-                self._speaking = False
-                # The final's alternative tells LiveKit when the speech ended (its end_time on
-                # the input's timeline), for an honest transcription delay and turn timing.
-                send(
-                    stt.SpeechEvent(
-                        stt.SpeechEventType.END_OF_SPEECH, request_id=request_id, alternatives=said
-                    )
+        if t.is_final and self._speaking:
+            self._speaking = False
+            # The final's alternative tells LiveKit when the speech ended (its end_time on the
+            # input's timeline), for an honest transcription delay and turn timing.
+            send(
+                stt.SpeechEvent(
+                    stt.SpeechEventType.END_OF_SPEECH, request_id=request_id, alternatives=said
                 )
+            )
+
+    def _count_sent(self, frames: int) -> None:
+        self._frames_sent += frames
+        if self._frames_sent - self._frames_reported >= _USAGE_REPORT_FRAMES:
+            self._report_usage()
 
     def _report_usage(self) -> None:
         """RECOGNITION_USAGE for the audio sent since the last report (LiveKit's STT metrics)."""
-        duration = self._audio_sent_s - self._audio_reported_s
-        if duration <= 0:
+        frames = self._frames_sent - self._frames_reported
+        if frames <= 0:
             return
-        self._audio_reported_s = self._audio_sent_s
+        self._frames_reported = self._frames_sent
         self._event_ch.send_nowait(
             stt.SpeechEvent(
                 stt.SpeechEventType.RECOGNITION_USAGE,
                 request_id=self._request_id,
-                recognition_usage=stt.RecognitionUsage(audio_duration=round(duration, 6)),
+                recognition_usage=stt.RecognitionUsage(
+                    audio_duration=round(frames * FRAME_SECONDS, 6)
+                ),
             )
         )
 
