@@ -11,9 +11,10 @@ measure delivery latency.
 (`buffer_size` is read, default 10), then text messages, each split on whitespace into words,
 then the literal text `__END__`. Speech for the words gathered so far starts once
 `buffer_size` words are waiting or a word ends a sentence (`.`, `!`, `?`), as the real server
-generates, and at `__END__`; it goes out as binary messages of 24 kHz mono s16le, 20 ms each,
-at real time (`--tts-speed` times real time; 0 = as fast as possible), exactly
-`tts_samples_per_word(--words-ms)` samples per word, and the server then closes with 1000.
+generates, and at `__END__`; it goes out as binary messages of 24 kHz mono s16le, 2048
+samples each (as Orpheus sends), at real time (`--tts-speed` times real time; 0 = as fast as
+possible), exactly `tts_samples_per_word(--words-ms)` samples per word, and the server then
+closes with 1000.
 The audio is a tone that never crosses zero, so a client can count exactly the samples served
 (LiveKit's AudioEmitter appends zeros at the end of a segment). The query string may override
 the flags per connection: `/tts?words_ms=250&speed=0`.
@@ -37,7 +38,7 @@ from baseten_messages import transcription
 FRAME_S = 0.032
 
 TTS_SAMPLE_RATE = 24000
-TTS_CHUNK_SAMPLES = 480  # 20 ms
+TTS_CHUNK_SAMPLES = 2048  # ~85 ms: what Orpheus' WebSocket typically sends per message
 TTS_END_OF_INPUT = "__END__"
 TTS_SENTENCE_ENDS = (".", "!", "?")
 # 2000 + 1500 sin(2 pi 200 t): in [500, 3500], never zero; 200 Hz is 4 periods per chunk, so
@@ -138,8 +139,9 @@ def make_app(
 
 
 class _Speech:
-    """One `/tts` connection's audio: samples released for speaking go out in 20 ms binary
-    messages at `speed` times real time (0: as fast as the socket takes them)."""
+    """One `/tts` connection's audio: samples released for speaking go out in binary messages
+    of up to TTS_CHUNK_SAMPLES at `speed` times real time (0: as fast as the socket takes
+    them)."""
 
     def __init__(self, ws: web.WebSocketResponse, speed: float) -> None:
         self._ws = ws

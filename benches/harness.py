@@ -16,7 +16,9 @@ loop pushing into a stream that does nothing, measured alongside):
   p50/p99 delivery of final transcripts (server send -> FINAL_TRANSCRIPT event);
 - peak RSS and the longest GC pause;
 - stream closes that hung (bounded at 10 s each, so a hang cannot stall or hide in the run);
-- the floor: bare WebSockets sending 1024 bytes every 32 ms, and how far above it each plugin is.
+- the floor: a ready-made 1024-byte WebSocket frame written to a connected socket with a bare
+  `write(2)` every 32 ms (the kernel's cost of sending the audio), and how far above it each
+  plugin is.
 Then the TTS workload (`tts_load.py`): N WebSocket streams, each synthesizing a sentence after
 another, the server speaking 24 kHz audio at real time: client CPU-seconds per hour of audio
 received, time to first audio, peak RSS, and the floor (bare WebSockets receiving the same).
