@@ -363,6 +363,22 @@ async def test_usage_is_reported_every_five_seconds_of_audio_sent(
     assert usage == pytest.approx([157 * 0.032, 157 * 0.032, 61 * 0.032])
 
 
+async def test_a_stream_closed_midway_reports_the_audio_it_sent(
+    server: FakeWhisperServer, http: aiohttp.ClientSession
+) -> None:
+    server.behaviour.final_every_frames = 20
+    engine = make_stt(server, http)
+    metrics: list[STTMetrics] = []
+    engine.on("metrics_collected", metrics.append)
+    stream = engine.stream()
+    push(stream, tone(16000, 20 * 0.032), 16000)  # 0.64 s: under the 5 s between reports
+    async for ev in stream:
+        if ev.type == E.FINAL_TRANSCRIPT:  # the server has had all 20 frames
+            break
+    await stream.aclose()  # no end_input: LiveKit closes streams this way
+    assert [m.audio_duration for m in metrics] == [pytest.approx(20 * 0.032)]
+
+
 async def test_a_failed_stream_still_reports_the_audio_it_had_transcribed(
     server: FakeWhisperServer, http: aiohttp.ClientSession
 ) -> None:
