@@ -157,10 +157,10 @@ impl SendPipeline {
     }
 
     /// Adds input bytes; appends every completed wire frame to `out` and returns how many.
-    pub fn push(&mut self, mut pcm: &[u8], out: &mut Vec<u8>) -> usize {
+    pub fn push(&mut self, mut pcm: &[u8], out: &mut Vec<u8>) -> Result<usize, AudioError> {
         let stride = self.channels * 2;
         let (carry, resampler, pending) = match &mut self.path {
-            Path::Rebuffer(r) => return r.push(pcm, out),
+            Path::Rebuffer(r) => return Ok(r.push(pcm, out)),
             Path::Convert { carry, resampler, pending } => (carry, resampler, pending),
         };
         if !carry.is_empty() {
@@ -168,26 +168,26 @@ impl SendPipeline {
             carry.extend_from_slice(&pcm[..take]);
             pcm = &pcm[take..];
             if carry.len() == stride {
-                convert(carry, self.channels, resampler.as_deref_mut(), pending);
+                convert(carry, self.channels, resampler.as_deref_mut(), pending)?;
                 carry.clear();
             }
         }
         let whole = pcm.len() - pcm.len() % stride;
-        convert(&pcm[..whole], self.channels, resampler.as_deref_mut(), pending);
+        convert(&pcm[..whole], self.channels, resampler.as_deref_mut(), pending)?;
         carry.extend_from_slice(&pcm[whole..]);
-        emit_frames(pending, self.encoding, out)
+        Ok(emit_frames(pending, self.encoding, out))
     }
 
     /// Ends a stretch of audio: the resampler's tail and the samples left over go out as one
     /// last frame, zero-padded to a whole frame when `pad` is set. Returns the frames appended.
     /// A partial input sample stays buffered for the next push, as in `AudioByteStream`.
-    pub fn flush(&mut self, pad: bool, out: &mut Vec<u8>) -> usize {
+    pub fn flush(&mut self, pad: bool, out: &mut Vec<u8>) -> Result<usize, AudioError> {
         let (resampler, pending) = match &mut self.path {
-            Path::Rebuffer(r) => return r.flush(pad, out),
+            Path::Rebuffer(r) => return Ok(r.flush(pad, out)),
             Path::Convert { resampler, pending, .. } => (resampler, pending),
         };
         if let Some(r) = resampler.as_mut() {
-            r.flush(pending);
+            r.flush(pending)?;
         }
         let mut frames = emit_frames(pending, self.encoding, out);
         if !pending.is_empty() {
@@ -198,7 +198,7 @@ impl SendPipeline {
             pending.clear();
             frames += 1;
         }
-        frames
+        Ok(frames)
     }
 }
 
@@ -208,14 +208,16 @@ fn convert(
     channels: usize,
     resampler: Option<&mut StreamResampler>,
     pending: &mut Vec<i16>,
-) {
+) -> Result<(), AudioError> {
     if channels == 1 {
         let mono = samples_le(pcm);
-        match resampler {
-            None => pending.extend(mono),
+        return match resampler {
+            None => {
+                pending.extend(mono);
+                Ok(())
+            }
             Some(r) => r.push(mono.map(f32::from), pending),
-        }
-        return;
+        };
     }
     let n = channels as f32;
     let mono = pcm.chunks_exact(channels * 2).map(|frame| {
@@ -224,7 +226,10 @@ fn convert(
         sum as f32 / n
     });
     match resampler {
-        None => pending.extend(mono.map(f32_to_i16)),
+        None => {
+            pending.extend(mono.map(f32_to_i16));
+            Ok(())
+        }
         Some(r) => r.push(mono, pending),
     }
 }
@@ -287,13 +292,13 @@ mod tests {
     fn flush_pads_the_last_frame() {
         let mut p = SendPipeline::new(16_000, 1, WireEncoding::PcmS16le).unwrap();
         let mut out = Vec::new();
-        assert_eq!(p.push(&le(&[7; 600]), &mut out), 1);
-        assert_eq!(p.flush(true, &mut out), 1);
+        assert_eq!(p.push(&le(&[7; 600]), &mut out).unwrap(), 1);
+        assert_eq!(p.flush(true, &mut out).unwrap(), 1);
         assert_eq!(out.len(), 2048);
         assert_eq!(&out[1024..1024 + 176], le(&[7; 88]).as_slice());
         assert!(out[1024 + 176..].iter().all(|&b| b == 0));
         out.clear();
-        assert_eq!(p.flush(true, &mut out), 0, "nothing left to flush");
+        assert_eq!(p.flush(true, &mut out).unwrap(), 0, "nothing left to flush");
     }
 
     #[test]
@@ -301,8 +306,8 @@ mod tests {
         let mut p = SendPipeline::new(8_000, 1, WireEncoding::PcmMulaw(MuLaw::G711)).unwrap();
         let mut out = Vec::new();
         let input: Vec<i16> = (0..300).map(|i| (i * 37) as i16).collect();
-        assert_eq!(p.push(&le(&input), &mut out), 1);
-        assert_eq!(p.flush(true, &mut out), 1);
+        assert_eq!(p.push(&le(&input), &mut out).unwrap(), 1);
+        assert_eq!(p.flush(true, &mut out).unwrap(), 1);
         assert_eq!(out.len(), 512);
         let expected: Vec<u8> = input.iter().map(|&x| MuLaw::G711.encode_sample(x)).collect();
         assert_eq!(&out[..300], expected.as_slice());
@@ -314,7 +319,7 @@ mod tests {
         let mut p = SendPipeline::new(16_000, 2, WireEncoding::PcmS16le).unwrap();
         let mut out = Vec::new();
         let stereo: Vec<i16> = (0..512).flat_map(|i| [i as i16 * 2, 100]).collect();
-        p.push(&le(&stereo), &mut out);
+        p.push(&le(&stereo), &mut out).unwrap();
         let mono: Vec<i16> = (0..512).map(|i| i as i16 + 50).collect();
         assert_eq!(out, le(&mono));
     }
@@ -326,9 +331,9 @@ mod tests {
         let frame = le(&[1000; 960 * 2]); // 20 ms of stereo
         let mut frames = 0;
         for _ in 0..50 {
-            frames += p.push(&frame, &mut out);
+            frames += p.push(&frame, &mut out).unwrap();
         }
-        frames += p.flush(true, &mut out);
+        frames += p.flush(true, &mut out).unwrap();
         // One second in, 16000 samples out: 31 whole frames plus one padded.
         assert_eq!(frames, 32);
         assert_eq!(out.len(), 32 * 1024);
@@ -349,10 +354,10 @@ mod tests {
             let (mut got, mut expected) = (Vec::new(), Vec::new());
             let (mut n_got, mut n_expected) = (0, 0);
             for push in &pushes {
-                n_got += p.push(push, &mut got);
+                n_got += p.push(push, &mut got).unwrap();
                 n_expected += oracle.push(push, &mut expected);
             }
-            n_got += p.flush(true, &mut got);
+            n_got += p.flush(true, &mut got).unwrap();
             n_expected += oracle.flush(true, &mut expected);
             prop_assert_eq!(n_got, n_expected);
             prop_assert_eq!(got, expected);
@@ -373,9 +378,9 @@ mod tests {
             let mut out = Vec::new();
             let mut frames = 0;
             for chunk in input.chunks(piece) {
-                frames += p.push(chunk, &mut out);
+                frames += p.push(chunk, &mut out).unwrap();
             }
-            frames += p.flush(true, &mut out);
+            frames += p.flush(true, &mut out).unwrap();
             prop_assert_eq!(out.len(), frames * encoding.frame_bytes());
             let wire = u64::from(encoding.sample_rate());
             let expected = (samples as u64 * wire + u64::from(rate) / 2) / u64::from(rate);

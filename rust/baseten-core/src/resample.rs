@@ -122,25 +122,30 @@ impl StreamResampler {
     }
 
     /// Resamples `samples` (int16-scaled floats) and appends every completed output sample.
-    pub fn push(&mut self, samples: impl IntoIterator<Item = f32>, out: &mut Vec<i16>) {
+    pub fn push(
+        &mut self,
+        samples: impl IntoIterator<Item = f32>,
+        out: &mut Vec<i16>,
+    ) -> Result<(), AudioError> {
         self.pending.extend(samples);
         let chunks = self.pending.len() / self.chunk_in;
         for i in 0..chunks {
-            self.run_chunk(i * self.chunk_in, out, u64::MAX);
+            self.run_chunk(i * self.chunk_in, out, u64::MAX)?;
         }
         self.taken_in += (chunks * self.chunk_in) as u64;
         self.pending.drain(..chunks * self.chunk_in);
+        Ok(())
     }
 
     /// Ends the current stretch of audio: the buffered input and the resampler's tail come
     /// out, zero-padded, trimmed to the exact output length; the resampler starts afresh.
-    pub fn flush(&mut self, out: &mut Vec<i16>) {
+    pub fn flush(&mut self, out: &mut Vec<i16>) -> Result<(), AudioError> {
         self.taken_in += self.pending.len() as u64;
         let rates = (u64::from(self.in_rate), u64::from(self.out_rate));
         let expected = (self.taken_in * rates.1 + rates.0 / 2) / rates.0;
         while self.emitted_out < expected {
             self.pending.resize(self.chunk_in, 0.0);
-            self.run_chunk(0, out, expected);
+            self.run_chunk(0, out, expected)?;
             self.pending.clear();
         }
         self.pending.clear();
@@ -148,21 +153,26 @@ impl StreamResampler {
         self.to_skip = self.fft.output_delay();
         self.taken_in = 0;
         self.emitted_out = 0;
+        Ok(())
     }
 
     /// Resamples the chunk of `pending` at `offset`, appending output samples until `limit`
     /// have been emitted in all.
-    fn run_chunk(&mut self, offset: usize, out: &mut Vec<i16>, limit: u64) {
+    fn run_chunk(
+        &mut self,
+        offset: usize,
+        out: &mut Vec<i16>,
+        limit: u64,
+    ) -> Result<(), AudioError> {
         let frames_in = self.chunk_in;
         let frames_out = self.scratch_out.len();
-        let input = SequentialSlice::new(&self.pending[offset..], 1, frames_in)
-            .expect("pending holds a whole chunk at offset");
+        let failed = |e: &dyn std::fmt::Display| AudioError::Resampler(e.to_string());
+        let input =
+            SequentialSlice::new(&self.pending[offset..], 1, frames_in).map_err(|e| failed(&e))?;
         let mut output = SequentialSlice::new_mut(&mut self.scratch_out, 1, frames_out)
-            .expect("scratch_out is sized for one chunk");
-        let (_, written) = self
-            .fft
-            .process_into_buffer(&input, &mut output, None)
-            .expect("buffers match the resampler's fixed chunk sizes");
+            .map_err(|e| failed(&e))?;
+        let (_, written) =
+            self.fft.process_into_buffer(&input, &mut output, None).map_err(|e| failed(&e))?;
         let skip = self.to_skip.min(written);
         self.to_skip -= skip;
         let room = usize::try_from(limit.saturating_sub(self.emitted_out)).unwrap_or(usize::MAX);
@@ -170,6 +180,7 @@ impl StreamResampler {
         let produced = &produced[..produced.len().min(room)];
         out.extend(produced.iter().map(|&x| f32_to_i16(x)));
         self.emitted_out += produced.len() as u64;
+        Ok(())
     }
 }
 
@@ -189,9 +200,9 @@ mod tests {
     fn run(r: &mut StreamResampler, input: &[f32], piece: usize) -> Vec<i16> {
         let mut out = Vec::new();
         for p in input.chunks(piece) {
-            r.push(p.iter().copied(), &mut out);
+            r.push(p.iter().copied(), &mut out).unwrap();
         }
-        r.flush(&mut out);
+        r.flush(&mut out).unwrap();
         out
     }
 

@@ -31,6 +31,7 @@ use baseten_core::pipeline::{self, WireEncoding};
 use baseten_core::rebuffer;
 use baseten_core::transcript::{self, ServerMessage};
 use baseten_core::websocket;
+use baseten_core::AudioError;
 
 fn value_error(e: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(e.to_string())
@@ -98,10 +99,10 @@ fn frames_from<'py>(
     py: Python<'py>,
     scratch: &mut Vec<u8>,
     frame_bytes: usize,
-    fill: impl FnOnce(&mut Vec<u8>),
+    fill: impl FnOnce(&mut Vec<u8>) -> Result<usize, AudioError>,
 ) -> PyResult<Bound<'py, PyList>> {
     scratch.clear();
-    fill(scratch);
+    fill(scratch).map_err(value_error)?;
     PyList::new(py, scratch.chunks(frame_bytes).map(|f| PyBytes::new(py, f)))
 }
 
@@ -184,7 +185,7 @@ impl SendPipeline {
         let inner = &mut self.inner;
         let frame_bytes = inner.encoding().frame_bytes();
         frames_from(py, &mut self.scratch, frame_bytes, |out| {
-            pcm.with_slice(|data| inner.push(data, out));
+            pcm.with_slice(|data| inner.push(data, out))
         })
     }
 
@@ -192,9 +193,7 @@ impl SendPipeline {
     fn flush<'py>(&mut self, py: Python<'py>, pad: bool) -> PyResult<Bound<'py, PyList>> {
         let inner = &mut self.inner;
         let frame_bytes = inner.encoding().frame_bytes();
-        frames_from(py, &mut self.scratch, frame_bytes, |out| {
-            inner.flush(pad, out);
-        })
+        frames_from(py, &mut self.scratch, frame_bytes, |out| inner.flush(pad, out))
     }
 }
 
@@ -234,7 +233,7 @@ impl Rebuffer {
         let inner = &mut self.inner;
         let frame_bytes = inner.frame_bytes();
         frames_from(py, &mut self.scratch, frame_bytes, |out| {
-            data.with_slice(|d| inner.push(d, out));
+            data.with_slice(|d| Ok(inner.push(d, out)))
         })
     }
 
@@ -242,9 +241,7 @@ impl Rebuffer {
     fn flush<'py>(&mut self, py: Python<'py>, pad: bool) -> PyResult<Bound<'py, PyList>> {
         let inner = &mut self.inner;
         let frame_bytes = inner.frame_bytes();
-        frames_from(py, &mut self.scratch, frame_bytes, |out| {
-            inner.flush(pad, out);
-        })
+        frames_from(py, &mut self.scratch, frame_bytes, |out| Ok(inner.flush(pad, out)))
     }
 
     fn clear(&mut self) {

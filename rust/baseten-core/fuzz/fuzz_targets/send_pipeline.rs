@@ -184,7 +184,7 @@ impl Run {
 
     fn push(&mut self, bytes: &[u8]) {
         let before = self.out.len();
-        let frames = self.pipeline.push(bytes, &mut self.out);
+        let frames = self.pipeline.push(bytes, &mut self.out).expect("the resampler never fails");
         assert_eq!(self.out.len() - before, frames * self.wire.frame_bytes(), "partial frame");
         self.input.extend_from_slice(bytes);
         self.stretch_frames += frames;
@@ -192,7 +192,8 @@ impl Run {
     }
 
     fn flush(&mut self, pad: bool) {
-        let frames = self.stretch_frames + self.pipeline.flush(pad, &mut self.out);
+        let flushed = self.pipeline.flush(pad, &mut self.out).expect("the resampler never fails");
+        let frames = self.stretch_frames + flushed;
         assert_eq!(self.pipeline.pending_samples(), 0, "samples left after a flush");
         let (frame_samples, frame_bytes) = (self.wire.frame_samples(), self.wire.frame_bytes());
         let sample_bytes = frame_bytes / frame_samples;
