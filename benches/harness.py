@@ -174,7 +174,9 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait()
-    report = render(rows, trials) + "\n\n" + render_tts(tts_rows, trials)
+    report = render(rows, trials)
+    if tts_rows:
+        report += "\n\n" + render_tts(tts_rows, trials)
     print(report)
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
