@@ -81,6 +81,8 @@ class Behaviour:
     # Awaited with each handshake's number before answering it: holds a reconnection.
     handshake_gate: Callable[[int], Awaitable[None]] | None = None
     inject: list[str | bytes] = field(default_factory=list)  # sent right after the metadata
+    # With close_after_frames: awaited before that close, reading nothing meanwhile.
+    hold_before_close: asyncio.Event | None = None
 
 
 @dataclass
@@ -168,6 +170,7 @@ class FakeWhisperServer:
             session.metadata = json.loads(first.data) if first.type == WSMsgType.TEXT else None
         except json.JSONDecodeError:
             session.metadata = None
+        self.progress.notify()
         if session.metadata is None or metadata_problem(session.metadata):
             await ws.close(code=1011, message=b"invalid metadata")
             session.closed_by = "server"
@@ -237,6 +240,8 @@ class _Recogniser:
         if b.error_after_frames and n == b.error_after_frames:
             await self.error(b.error_type, "scripted failure", b.error_recoverable)
         if self.faulty and b.close_after_frames and n == b.close_after_frames:
+            if b.hold_before_close is not None:
+                await b.hold_before_close.wait()
             await self.ws.close(code=1011)
             self.session.closed_by = "server"
             return False

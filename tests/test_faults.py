@@ -39,6 +39,7 @@ from livekit.agents import (
 )
 from livekit.plugins import baseten
 from livekit.plugins.baseten import _native
+from livekit.plugins.baseten._frame_writer import FrameWriter
 from livekit.plugins.baseten.stt import MAX_BUFFERED_AUDIO_S
 
 from .fake_orpheus import FakeOrpheusServer
@@ -46,6 +47,7 @@ from .fake_tcp import DribbleProxy, SilentServer
 from .fake_whisper import FakeWhisperServer, Session, error_message, transcription
 from .secret_scan import SecretScan, exception_chain
 from .test_stt import push, tone
+from .test_stt_send_path import small_send_buffer_socket
 from .test_tts import assert_spoken
 
 KEY = "bt-FaultSuite-7Qx9Zr2Lk5Wm8Tn4"
@@ -510,38 +512,35 @@ async def test_tts_cut_mid_audio_is_a_connection_error_never_repeated(
     assert len(servers.attempts(path)) == 1  # audio had played: a retry would say it twice
 
 
-async def test_stt_close_while_a_send_is_blocked_keeps_the_audio_in_order(
-    servers: Servers,
-    http: aiohttp.ClientSession,
-    scan: SecretScan,
-    monkeypatch: pytest.MonkeyPatch,
+async def test_stt_close_while_the_sender_waits_for_the_socket_keeps_the_audio_in_order(
+    servers: Servers, scan: SecretScan, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A server that stops reading blocks the sender inside send_bytes (TCP backpressure);
-    # then it closes. The frame stuck in send_bytes is newer than every frame already sent.
+    # The server reads 20 frames, then stops reading: the client's socket fills and its sender
+    # waits for it to drain. Only then does the server close. What the dead connection
+    # swallowed, and what it never took, go to the next one, in order.
     b = servers.whisper.behaviour
     b.final_every_frames = 10
     b.close_after_frames = 20
     b.faulty_sessions = 1
-    send_bytes = aiohttp.ClientWebSocketResponse.send_bytes
-    calls = 0
+    b.hold_before_close = asyncio.Event()
+    writable = FrameWriter.writable
 
-    async def blocks_on_the_21st(
-        self: aiohttp.ClientWebSocketResponse, data: bytes, compress: int | None = None
-    ) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 21:
-            await asyncio.Event().wait()  # until cancelled, as a send to a full socket
-        await send_bytes(self, data, compress)
+    async def waits_for_the_socket(self: FrameWriter) -> None:
+        assert b.hold_before_close is not None
+        b.hold_before_close.set()
+        await writable(self)
 
-    monkeypatch.setattr(aiohttp.ClientWebSocketResponse, "send_bytes", blocks_on_the_21st)
-    pcm = tone(16000, 1.0)
-    engine = stt_engine(servers.whisper.url, http, scan)
-    speech = engine.stream(conn_options=APIConnectOptions(max_retry=1, timeout=5.0))
-    push(speech, pcm, 16000)
-    speech.end_input()
-    await drain(speech, scan)
-    assert calls > 21 and len(servers.whisper.sessions) == 2
+    monkeypatch.setattr(FrameWriter, "writable", waits_for_the_socket)
+    pcm = tone(16000, 20.0)  # 640 KB: more than the socket buffers hold
+    connector = aiohttp.TCPConnector(socket_factory=small_send_buffer_socket)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        engine = stt_engine(servers.whisper.url, http, scan)
+        speech = engine.stream(conn_options=APIConnectOptions(max_retry=1, timeout=5.0))
+        push(speech, pcm, 16000)
+        speech.end_input()
+        await drain(speech, scan)
+    assert b.hold_before_close.is_set(), "the socket never pushed back"
+    assert len(servers.whisper.sessions) == 2
     assert_audio_accounted(servers.whisper.sessions, pcm)
 
 

@@ -19,6 +19,8 @@
 //! -> frames of exactly 512 samples at 16 kHz (1024 bytes) or 256 samples at 8 kHz (256 bytes)
 //! -> encoded. Baseten's server feeds every binary message to Silero VAD as one chunk, which
 //! raises on any other size, so [`SendPipeline::flush`] zero-pads the last frame by default.
+//! -> optionally framed as masked client WebSocket messages ([`Framing::WebSocket`]), ready
+//! for the socket.
 
 use crate::mulaw::MuLaw;
 use crate::pcm::{
@@ -26,6 +28,7 @@ use crate::pcm::{
 };
 use crate::rebuffer::Rebuffer;
 use crate::resample::StreamResampler;
+use crate::websocket;
 use crate::AudioError;
 
 /// How audio is encoded on the wire.
@@ -63,12 +66,24 @@ impl WireEncoding {
     }
 }
 
+/// What each emitted frame is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Framing {
+    /// The encoded audio alone.
+    #[default]
+    Raw,
+    /// The encoded audio as one masked client-to-server binary WebSocket message (RFC 6455),
+    /// with a fresh masking key each.
+    WebSocket,
+}
+
 /// One stream's send path. See the module docs.
 #[derive(Debug)]
 pub struct SendPipeline {
     input_rate: u32,
     channels: usize,
     encoding: WireEncoding,
+    framing: Framing,
     path: Path,
 }
 
@@ -111,7 +126,26 @@ impl SendPipeline {
                 pending: Vec::with_capacity(encoding.frame_samples() * 2),
             }
         };
-        Ok(Self { input_rate, channels: channels as usize, encoding, path })
+        Ok(Self { input_rate, channels: channels as usize, encoding, framing: Framing::Raw, path })
+    }
+
+    /// The same pipeline, emitting frames as `framing` says.
+    pub fn with_framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    /// How frames are emitted.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// The size of every emitted frame but an unpadded last one, in bytes.
+    pub fn frame_len(&self) -> usize {
+        match self.framing {
+            Framing::Raw => self.encoding.frame_bytes(),
+            Framing::WebSocket => websocket::client_frame_len(self.encoding.frame_bytes()),
+        }
     }
 
     /// The input sample rate in Hz.
@@ -157,7 +191,35 @@ impl SendPipeline {
     }
 
     /// Adds input bytes; appends every completed wire frame to `out` and returns how many.
-    pub fn push(&mut self, mut pcm: &[u8], out: &mut Vec<u8>) -> Result<usize, AudioError> {
+    pub fn push(&mut self, pcm: &[u8], out: &mut Vec<u8>) -> Result<usize, AudioError> {
+        let start = out.len();
+        let frames = self.push_payloads(pcm, out)?;
+        Ok(self.frame(out, start, frames))
+    }
+
+    /// Ends a stretch of audio: the resampler's tail and the samples left over go out as one
+    /// last frame, zero-padded to a whole frame when `pad` is set. Returns the frames appended.
+    /// A partial input sample stays buffered for the next push, as in `AudioByteStream`.
+    pub fn flush(&mut self, pad: bool, out: &mut Vec<u8>) -> Result<usize, AudioError> {
+        let start = out.len();
+        let frames = self.flush_payloads(pad, out)?;
+        Ok(self.frame(out, start, frames))
+    }
+
+    /// Frames the `frames` payloads appended after `start`, if this pipeline frames them.
+    fn frame(&self, out: &mut Vec<u8>, start: usize, frames: usize) -> usize {
+        match self.framing {
+            Framing::Raw => frames,
+            Framing::WebSocket => websocket::frame_payloads_in_place(
+                out,
+                start,
+                self.encoding.frame_bytes(),
+                websocket::random_mask,
+            ),
+        }
+    }
+
+    fn push_payloads(&mut self, mut pcm: &[u8], out: &mut Vec<u8>) -> Result<usize, AudioError> {
         let stride = self.channels * 2;
         let (carry, resampler, pending) = match &mut self.path {
             Path::Rebuffer(r) => return Ok(r.push(pcm, out)),
@@ -178,10 +240,7 @@ impl SendPipeline {
         Ok(emit_frames(pending, self.encoding, out))
     }
 
-    /// Ends a stretch of audio: the resampler's tail and the samples left over go out as one
-    /// last frame, zero-padded to a whole frame when `pad` is set. Returns the frames appended.
-    /// A partial input sample stays buffered for the next push, as in `AudioByteStream`.
-    pub fn flush(&mut self, pad: bool, out: &mut Vec<u8>) -> Result<usize, AudioError> {
+    fn flush_payloads(&mut self, pad: bool, out: &mut Vec<u8>) -> Result<usize, AudioError> {
         let (resampler, pending) = match &mut self.path {
             Path::Rebuffer(r) => return Ok(r.flush(pad, out)),
             Path::Convert { resampler, pending, .. } => (resampler, pending),
@@ -341,6 +400,27 @@ mod tests {
             out.chunks_exact(2).map(|p| i16::from_le_bytes([p[0], p[1]])).collect();
         // A constant stays constant in the middle, away from the edge transients.
         assert!(samples[1000..15000].iter().all(|&s| (s - 1000).abs() <= 1));
+    }
+
+    #[test]
+    fn websocket_framing_wraps_each_frame() {
+        let pcm = le(&(0..1300).map(|i| i as i16).collect::<Vec<_>>());
+        let mut raw = SendPipeline::new(16_000, 1, WireEncoding::PcmS16le).unwrap();
+        let mut framed = SendPipeline::new(16_000, 1, WireEncoding::PcmS16le)
+            .unwrap()
+            .with_framing(Framing::WebSocket);
+        assert_eq!((raw.frame_len(), framed.frame_len()), (1024, 1032));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        assert_eq!(raw.push(&pcm, &mut a).unwrap(), framed.push(&pcm, &mut b).unwrap());
+        assert_eq!(raw.flush(true, &mut a).unwrap(), framed.flush(true, &mut b).unwrap());
+        assert_eq!((a.len(), b.len()), (3 * 1024, 3 * 1032));
+        for (payload, frame) in a.chunks(1024).zip(b.chunks(1032)) {
+            assert_eq!(&frame[..4], &[0x82, 0x80 | 126, 0x04, 0x00]);
+            let mask = &frame[4..8];
+            let body: Vec<u8> =
+                frame[8..].iter().enumerate().map(|(i, x)| x ^ mask[i % 4]).collect();
+            assert_eq!(body, payload);
+        }
     }
 
     proptest! {

@@ -79,7 +79,29 @@ pub struct Transcription<'a> {
     pub transcription_num: Option<i64>,
 }
 
+/// How far past the audio it was sent a transcript may reach and still be believed: Whisper's
+/// timestamps can overshoot the end of the audio a little.
+pub const TIME_SLACK_S: f64 = 1.0;
+
 impl Transcription<'_> {
+    /// Keeps the times within the `audio_sent` seconds of audio the server was sent: a
+    /// transcript ending more than [`TIME_SLACK_S`] later comes from a broken server, and all
+    /// its times are clamped to `audio_sent`. Returns whether they were.
+    pub fn clamp_to_audio(&mut self, audio_sent: f64) -> bool {
+        // A NaN limit clamps nothing.
+        let past = self.end.partial_cmp(&(audio_sent + TIME_SLACK_S));
+        if past != Some(std::cmp::Ordering::Greater) {
+            return false;
+        }
+        self.start = self.start.min(audio_sent);
+        self.end = audio_sent;
+        for w in &mut self.words {
+            w.start = w.start.min(audio_sent);
+            w.end = w.end.min(audio_sent);
+        }
+        true
+    }
+
     /// Adds `offset` seconds to every time: Baseten's times count from the start of the
     /// connection's audio, and a stream that reconnects keeps one timeline across connections.
     pub fn shifted(mut self, offset: f64) -> Self {
@@ -501,6 +523,19 @@ mod tests {
         let t = transcription(FINAL).shifted(10.0);
         assert_eq!((t.start, t.end), (11.5, 14.0));
         assert_eq!((t.words[0].start, t.words[2].end), (11.5, 14.0));
+    }
+
+    #[test]
+    fn times_past_the_audio_sent_are_clamped_to_it() {
+        let mut t = transcription(FINAL); // ends at 4.0
+        assert!(!t.clamp_to_audio(3.0), "within the slack");
+        assert!(!t.clamp_to_audio(f64::NAN));
+        assert!(!t.clamp_to_audio(f64::INFINITY));
+        assert_eq!(t, transcription(FINAL));
+        assert!(t.clamp_to_audio(2.5));
+        assert_eq!((t.start, t.end), (1.5, 2.5));
+        let times: Vec<_> = t.words.iter().map(|w| (w.start, w.end)).collect();
+        assert_eq!(times, [(1.5, 1.9), (2.0, 2.5), (2.5, 2.5)]);
     }
 
     #[test]

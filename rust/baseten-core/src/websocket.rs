@@ -1,8 +1,11 @@
+// SPDX-License-Identifier: Apache-2.0
+
 //! Client-to-server WebSocket framing (RFC 6455, section 5.2) for binary messages.
 //!
 //! The plugin writes audio frames straight to the socket's transport (one syscall, no Python
-//! framing per frame); this builds the bytes it writes. Text and control messages still go
-//! through the Python WebSocket client.
+//! framing per frame): the send pipeline emits them already framed and masked, so that the
+//! frames a stream keeps for resending are the very bytes it writes. Text and control messages
+//! still go through the Python WebSocket client.
 
 use crate::AudioError;
 
@@ -12,16 +15,22 @@ const OPCODE_BINARY: u8 = 0x2;
 const FIN: u8 = 0x80;
 /// The MASK bit of the second header byte: every client-to-server frame is masked.
 const MASKED: u8 = 0x80;
+/// The masking key's size.
+const MASK_LEN: usize = 4;
 
 /// The size of the masked client frame that carries `payload_len` bytes: header, masking key,
 /// payload.
 pub fn client_frame_len(payload_len: usize) -> usize {
-    let length_bytes = match payload_len {
-        0..=125 => 0,
-        126..=0xFFFF => 2,
-        _ => 8,
-    };
-    2 + length_bytes + 4 + payload_len
+    header_len(payload_len) + MASK_LEN + payload_len
+}
+
+/// The header's size before the masking key: 2 bytes, plus the extended payload length.
+fn header_len(payload_len: usize) -> usize {
+    match payload_len {
+        0..=125 => 2,
+        126..=0xFFFF => 4,
+        _ => 10,
+    }
 }
 
 /// A fresh masking key. RFC 6455 wants one per frame that intermediaries cannot predict; the
@@ -38,29 +47,74 @@ pub fn write_binary_frame(payload: &[u8], mask: [u8; 4], out: &mut [u8]) -> Resu
     if out.len() != expected {
         return Err(AudioError::OutputLength { expected, got: out.len() });
     }
-    out[0] = FIN | OPCODE_BINARY;
-    let header = match payload.len() {
-        n @ 0..=125 => {
-            out[1] = MASKED | n as u8;
-            2
-        }
-        n @ 126..=0xFFFF => {
-            out[1] = MASKED | 126;
-            out[2..4].copy_from_slice(&(n as u16).to_be_bytes());
-            4
-        }
-        n => {
-            out[1] = MASKED | 127;
-            out[2..10].copy_from_slice(&(n as u64).to_be_bytes());
-            10
-        }
-    };
-    out[header..header + 4].copy_from_slice(&mask);
-    let body = &mut out[header + 4..];
-    for (i, (o, p)) in body.iter_mut().zip(payload).enumerate() {
-        *o = p ^ mask[i & 3];
-    }
+    let body = write_header(payload.len(), mask, out);
+    out[body..].copy_from_slice(payload);
+    mask_in_place(&mut out[body..], mask);
     Ok(())
+}
+
+/// Turns the payloads appended to `buf` after `start` (back to back, `payload_len` bytes each
+/// but the last, which may be shorter) into one masked binary frame each, in place, with a
+/// key from `mask` per frame. Returns how many frames there are (none when `payload_len` is 0
+/// or nothing follows `start`).
+pub fn frame_payloads_in_place(
+    buf: &mut Vec<u8>,
+    start: usize,
+    payload_len: usize,
+    mut mask: impl FnMut() -> [u8; 4],
+) -> usize {
+    if payload_len == 0 || start >= buf.len() {
+        return 0;
+    }
+    let total = buf.len() - start;
+    let frames = total.div_ceil(payload_len);
+    let last_len = total - (frames - 1) * payload_len;
+    let stride = client_frame_len(payload_len);
+    buf.resize(start + (frames - 1) * stride + client_frame_len(last_len), 0);
+    // Last frame first: each payload only moves right, onto bytes already moved out of the way.
+    for i in (0..frames).rev() {
+        let len = if i + 1 == frames { last_len } else { payload_len };
+        let (from, to) = (start + i * payload_len, start + i * stride);
+        let body = to + client_frame_len(len) - len;
+        buf.copy_within(from..from + len, body);
+        let key = mask();
+        write_header(len, key, &mut buf[to..body]);
+        mask_in_place(&mut buf[body..body + len], key);
+    }
+    frames
+}
+
+/// Writes the header and masking key for a `payload_len` payload at the start of `out`;
+/// returns where the payload goes.
+fn write_header(payload_len: usize, mask: [u8; 4], out: &mut [u8]) -> usize {
+    out[0] = FIN | OPCODE_BINARY;
+    let header = header_len(payload_len);
+    match header {
+        2 => out[1] = MASKED | payload_len as u8,
+        4 => {
+            out[1] = MASKED | 126;
+            out[2..4].copy_from_slice(&(payload_len as u16).to_be_bytes());
+        }
+        _ => {
+            out[1] = MASKED | 127;
+            out[2..10].copy_from_slice(&(payload_len as u64).to_be_bytes());
+        }
+    }
+    out[header..header + MASK_LEN].copy_from_slice(&mask);
+    header + MASK_LEN
+}
+
+/// XORs `body` with the repeated key (written in 4-byte steps, which the compiler vectorises).
+fn mask_in_place(body: &mut [u8], mask: [u8; 4]) {
+    let mut chunks = body.chunks_exact_mut(MASK_LEN);
+    for chunk in &mut chunks {
+        for (b, m) in chunk.iter_mut().zip(mask) {
+            *b ^= m;
+        }
+    }
+    for (b, m) in chunks.into_remainder().iter_mut().zip(mask) {
+        *b ^= m;
+    }
 }
 
 #[cfg(test)]
@@ -68,8 +122,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// What a server does with a client frame: check the header, unmask the payload.
-    fn unmask(frame: &[u8]) -> Vec<u8> {
+    /// What a server does with a client frame: check the header, unmask the payload. Returns
+    /// the payload and the frame's length.
+    fn unmask(frame: &[u8]) -> (Vec<u8>, usize) {
         assert_eq!(frame[0], 0x82, "FIN + binary");
         assert_eq!(frame[1] & 0x80, 0x80, "masked");
         let (len, header) = match frame[1] & 0x7F {
@@ -78,9 +133,8 @@ mod tests {
             n => (n as usize, 2),
         };
         let mask = &frame[header..header + 4];
-        let body = &frame[header + 4..];
-        assert_eq!(body.len(), len);
-        body.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect()
+        let body = &frame[header + 4..header + 4 + len];
+        (body.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect(), header + 4 + len)
     }
 
     fn frame(payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
@@ -109,6 +163,24 @@ mod tests {
         assert!(write_binary_frame(&[0; 1024], [0; 4], &mut out).is_err());
     }
 
+    #[test]
+    fn in_place_framing_equals_framing_each_payload() {
+        let mut keys = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]].into_iter().rev();
+        let payloads: Vec<u8> = (0..2100u32).map(|i| i as u8).collect();
+        let mut buf = b"kept".to_vec();
+        buf.extend_from_slice(&payloads);
+        let n = frame_payloads_in_place(&mut buf, 4, 1024, || keys.next().unwrap());
+        assert_eq!(n, 3);
+        let mut expected = b"kept".to_vec();
+        expected.extend(frame(&payloads[..1024], [1, 2, 3, 4]));
+        expected.extend(frame(&payloads[1024..2048], [5, 6, 7, 8]));
+        expected.extend(frame(&payloads[2048..], [9, 10, 11, 12]));
+        assert_eq!(buf, expected, "keys are drawn last frame first");
+        let mut empty = b"x".to_vec();
+        assert_eq!(frame_payloads_in_place(&mut empty, 1, 1024, random_mask), 0);
+        assert_eq!(empty, b"x");
+    }
+
     proptest! {
         #[test]
         fn unmasks_to_the_payload(
@@ -116,7 +188,29 @@ mod tests {
             mask in any::<[u8; 4]>(),
         ) {
             let f = frame(&payload, mask);
-            prop_assert_eq!(unmask(&f), payload);
+            prop_assert_eq!(unmask(&f), (payload, f.len()));
+        }
+
+        #[test]
+        fn in_place_frames_unmask_to_the_payloads(
+            total in 0usize..5000,
+            payload_len in prop_oneof![Just(1usize), Just(125), Just(126), Just(256), Just(1024)],
+            start in 0usize..10,
+        ) {
+            let data: Vec<u8> = (0..start + total).map(|i| (i * 7) as u8).collect();
+            let mut buf = data.clone();
+            let n = frame_payloads_in_place(&mut buf, start, payload_len, random_mask);
+            prop_assert_eq!(&buf[..start], &data[..start]);
+            let mut at = start;
+            let mut payloads = Vec::new();
+            for _ in 0..n {
+                let (payload, len) = unmask(&buf[at..]);
+                prop_assert!(!payload.is_empty() && payload.len() <= payload_len);
+                payloads.extend(payload);
+                at += len;
+            }
+            prop_assert_eq!(at, buf.len());
+            prop_assert_eq!(payloads, data[start..].to_vec());
         }
     }
 }

@@ -27,10 +27,9 @@ use std::borrow::Cow;
 
 use baseten_core::mulaw::MuLaw;
 use baseten_core::pcm::sample_count;
-use baseten_core::pipeline::{self, WireEncoding};
+use baseten_core::pipeline::{self, Framing, WireEncoding};
 use baseten_core::rebuffer;
 use baseten_core::transcript::{self, ServerMessage};
-use baseten_core::websocket;
 use baseten_core::AudioError;
 
 fn value_error(e: impl std::fmt::Display) -> PyErr {
@@ -94,7 +93,7 @@ impl<'py> Pcm<'py> {
 }
 
 /// Runs `fill` on a cleared scratch buffer, then returns what it appended as one `bytes` per
-/// frame.
+/// frame of `frame_bytes` (the last may be shorter).
 fn frames_from<'py>(
     py: Python<'py>,
     scratch: &mut Vec<u8>,
@@ -117,8 +116,14 @@ struct SendPipeline {
 #[pymethods]
 impl SendPipeline {
     #[new]
-    #[pyo3(signature = (input_rate, channels, encoding, mulaw_flavour = "continuous"))]
-    fn new(input_rate: u32, channels: u32, encoding: &str, mulaw_flavour: &str) -> PyResult<Self> {
+    #[pyo3(signature = (input_rate, channels, encoding, mulaw_flavour = "continuous", *, websocket = false))]
+    fn new(
+        input_rate: u32,
+        channels: u32,
+        encoding: &str,
+        mulaw_flavour: &str,
+        websocket: bool,
+    ) -> PyResult<Self> {
         let flavour = self::mulaw_flavour(mulaw_flavour)?;
         let encoding = match encoding {
             "pcm_s16le" => WireEncoding::PcmS16le,
@@ -129,9 +134,12 @@ impl SendPipeline {
                 )))
             }
         };
-        let inner =
-            pipeline::SendPipeline::new(input_rate, channels, encoding).map_err(value_error)?;
-        Ok(Self { inner, scratch: Vec::with_capacity(encoding.frame_bytes() * 4) })
+        let framing = if websocket { Framing::WebSocket } else { Framing::Raw };
+        let inner = pipeline::SendPipeline::new(input_rate, channels, encoding)
+            .map_err(value_error)?
+            .with_framing(framing);
+        let scratch = Vec::with_capacity(inner.frame_len() * 4);
+        Ok(Self { inner, scratch })
     }
 
     #[getter]
@@ -152,6 +160,11 @@ impl SendPipeline {
     #[getter]
     fn frame_bytes(&self) -> usize {
         self.inner.encoding().frame_bytes()
+    }
+
+    #[getter]
+    fn websocket(&self) -> bool {
+        self.inner.framing() == Framing::WebSocket
     }
 
     #[getter]
@@ -183,8 +196,8 @@ impl SendPipeline {
         }
         let pcm = Pcm::extract(pcm)?;
         let inner = &mut self.inner;
-        let frame_bytes = inner.encoding().frame_bytes();
-        frames_from(py, &mut self.scratch, frame_bytes, |out| {
+        let frame_len = inner.frame_len();
+        frames_from(py, &mut self.scratch, frame_len, |out| {
             pcm.with_slice(|data| inner.push(data, out))
         })
     }
@@ -192,8 +205,8 @@ impl SendPipeline {
     #[pyo3(signature = (pad = true))]
     fn flush<'py>(&mut self, py: Python<'py>, pad: bool) -> PyResult<Bound<'py, PyList>> {
         let inner = &mut self.inner;
-        let frame_bytes = inner.encoding().frame_bytes();
-        frames_from(py, &mut self.scratch, frame_bytes, |out| inner.flush(pad, out))
+        let frame_len = inner.frame_len();
+        frames_from(py, &mut self.scratch, frame_len, |out| inner.flush(pad, out))
     }
 }
 
@@ -280,21 +293,8 @@ fn mulaw_decode<'py>(
     })
 }
 
-/// `payload` as one masked client-to-server binary WebSocket frame, ready for the transport.
-#[pyfunction]
-fn websocket_binary_frame<'py>(
-    py: Python<'py>,
-    payload: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyBytes>> {
-    let payload = Pcm::extract(payload)?;
-    payload.with_slice(|data| {
-        PyBytes::new_with(py, websocket::client_frame_len(data.len()), |out| {
-            websocket::write_binary_frame(data, websocket::random_mask(), out).map_err(value_error)
-        })
-    })
-}
-
-/// A partial or final transcript, with times already shifted by the caller's offset.
+/// A partial or final transcript, with its times on the stream's timeline (see
+/// `parse_message`).
 #[pyclass(frozen, get_all, module = "livekit.plugins.baseten._native")]
 struct Transcription {
     is_final: bool,
@@ -302,6 +302,10 @@ struct Transcription {
     language: Option<Py<PyString>>,
     start: f64,
     end: f64,
+    /// Where the transcript ends in the connection's own audio, in seconds (after clamping).
+    audio_end: f64,
+    /// Whether the times reached past the audio sent and were clamped to it.
+    clamped: bool,
     confidence: Option<f64>,
     /// `list[livekit.agents.types.TimedString]`.
     words: Py<PyList>,
@@ -521,20 +525,29 @@ impl TimedStringFactory {
     }
 }
 
-/// Parses one text message from Baseten's Whisper server. Times get `time_offset` added, and
-/// words come out as LiveKit `TimedString`s. Raises `ValueError` on malformed JSON or fields of
-/// the wrong type.
+/// Parses one text message from Baseten's Whisper server. Raises `ValueError` on malformed JSON
+/// or fields of the wrong type.
+///
+/// A transcript's times count from the start of its connection's audio. They are clamped to
+/// `audio_sent` (the seconds of audio that connection was sent) when they reach past it by
+/// more than the slack Whisper needs, then moved onto the caller's timeline: `origin` (where
+/// the connection's audio began in the stream's input) plus `time_offset` (the caller's
+/// `start_time_offset`, which words also carry as their own).
 #[pyfunction]
-#[pyo3(signature = (text, time_offset = 0.0))]
+#[pyo3(signature = (text, time_offset = 0.0, origin = 0.0, audio_sent = f64::INFINITY))]
 fn parse_message<'py>(
     py: Python<'py>,
     text: &str,
     time_offset: f64,
+    origin: f64,
+    audio_sent: f64,
 ) -> PyResult<Bound<'py, PyAny>> {
     let message = transcript::parse(text).map_err(value_error)?;
     match message {
-        ServerMessage::Transcription(t) => {
-            let t = t.shifted(time_offset);
+        ServerMessage::Transcription(mut t) => {
+            let clamped = t.clamp_to_audio(audio_sent);
+            let audio_end = t.end;
+            let t = t.shifted(origin + time_offset);
             let words = PyList::empty(py);
             if !t.words.is_empty() {
                 let factory = TimedStringFactory::get(py)?;
@@ -556,6 +569,8 @@ fn parse_message<'py>(
                 language: t.language.as_deref().map(|l| PyString::new(py, l).unbind()),
                 start: t.start,
                 end: t.end,
+                audio_end,
+                clamped,
                 words: words.unbind(),
                 audio_length_sec: t.audio_length_sec,
                 is_end_of_audio_flush: t.is_end_of_audio_flush,
@@ -586,7 +601,7 @@ fn parse_message<'py>(
 mod _native {
     #[pymodule_export]
     use super::{
-        mulaw_decode, mulaw_encode, parse_message, websocket_binary_frame, EndAudio, HealthCheck,
-        Rebuffer, SendPipeline, ServerError, Transcription, UnknownMessage,
+        mulaw_decode, mulaw_encode, parse_message, EndAudio, HealthCheck, Rebuffer, SendPipeline,
+        ServerError, Transcription, UnknownMessage,
     };
 }

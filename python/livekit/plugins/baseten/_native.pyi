@@ -21,14 +21,14 @@ __all__ = [
     "mulaw_decode",
     "mulaw_encode",
     "parse_message",
-    "websocket_binary_frame",
 ]
 
 @final
 class SendPipeline:
     """One stream's send path: little-endian int16 PCM at any rate and channel count in,
     Baseten wire frames out (mono, 16 kHz s16le in 1024-byte frames, or 8 kHz mu-law in
-    256-byte frames)."""
+    256-byte frames). With `websocket=True` each frame comes out as one masked client
+    WebSocket binary message (RFC 6455), ready to write to the socket."""
 
     def __new__(
         cls,
@@ -36,6 +36,8 @@ class SendPipeline:
         channels: int,
         encoding: Literal["pcm_s16le", "pcm_mulaw"],
         mulaw_flavour: Literal["continuous", "g711"] = "continuous",
+        *,
+        websocket: bool = False,
     ) -> SendPipeline: ...
     @property
     def input_rate(self) -> int: ...
@@ -44,7 +46,10 @@ class SendPipeline:
     @property
     def wire_rate(self) -> int: ...
     @property
-    def frame_bytes(self) -> int: ...
+    def frame_bytes(self) -> int:
+        """The audio bytes in each frame (the WebSocket message around them adds 8)."""
+    @property
+    def websocket(self) -> bool: ...
     @property
     def added_latency_s(self) -> float:
         """Worst-case latency the resampler adds (0.0 when the input is at the wire rate)."""
@@ -83,13 +88,9 @@ def mulaw_encode(pcm: Buffer, flavour: Literal["g711", "continuous"] = "g711") -
 def mulaw_decode(ulaw: Buffer, flavour: Literal["g711", "continuous"] = "g711") -> bytes:
     """mu-law -> int16 little-endian PCM; "g711" is bit-exact with `audioop.ulaw2lin(ulaw, 2)`."""
 
-def websocket_binary_frame(payload: Buffer) -> bytes:
-    """`payload` as one masked client-to-server binary WebSocket frame (RFC 6455), ready to be
-    written to the connection's transport."""
-
 @final
 class Transcription:
-    """A partial or final transcript; times already include the `time_offset` given."""
+    """A partial or final transcript, its times on the caller's timeline (`parse_message`)."""
 
     @property
     def is_final(self) -> bool: ...
@@ -101,6 +102,12 @@ class Transcription:
     def start(self) -> float: ...
     @property
     def end(self) -> float: ...
+    @property
+    def audio_end(self) -> float:
+        """Where the transcript ends in its connection's own audio, in seconds (clamped)."""
+    @property
+    def clamped(self) -> bool:
+        """Whether the times reached past the audio sent and were clamped to it."""
     @property
     def confidence(self) -> float | None:
         """Mean probability of the words that carry one."""
@@ -143,5 +150,14 @@ class UnknownMessage:
 
 _ServerMessage = Transcription | EndAudio | HealthCheck | ServerError | UnknownMessage
 
-def parse_message(text: str, time_offset: float = 0.0) -> _ServerMessage:
-    """Parses one text message of Baseten's Whisper server; raises ValueError if malformed."""
+def parse_message(
+    text: str, time_offset: float = 0.0, origin: float = 0.0, audio_sent: float = ...
+) -> _ServerMessage:
+    """Parses one text message of Baseten's Whisper server; raises ValueError if malformed.
+
+    A transcript's times count from the start of its connection's audio. They are clamped to
+    `audio_sent` (default: infinity), the seconds of audio that connection was sent, when they
+    reach past it by more than Whisper's slack (1 s), then moved onto the caller's timeline:
+    plus `origin` (where the connection's audio began in the stream's input) plus
+    `time_offset` (the caller's offset, which each word also carries as its
+    `start_time_offset`)."""

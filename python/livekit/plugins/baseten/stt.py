@@ -15,8 +15,10 @@
 """Streaming speech-to-text on Baseten's Whisper WebSocket.
 
 The data path, per stream:
-    push_frame -> Rust SendPipeline (downmix, resample, 512-sample frames, encode) -> Outbox
-    -> sender task -> socket;  socket -> receiver task -> Rust parse_message -> SpeechEvents.
+    push_frame -> Rust SendPipeline (downmix, resample, 512-sample frames, encode, WebSocket
+    framing) -> AudioLedger -> FrameWriter -> socket (from push_frame, or from the sender task
+    when the socket pushes back);
+    socket -> receiver task -> Rust parse_message (times on the caller's timeline) -> events.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import logging
 import math
 import time
 import weakref
-from collections import deque
 from enum import Enum
 from typing import Any
 
@@ -45,14 +46,15 @@ from livekit.agents import (
     utils,
 )
 from livekit.agents.language import LanguageCode
-from livekit.agents.types import NOT_GIVEN, NotGivenOr, TimedString
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import AudioBuffer, is_given
 from typing_extensions import TypedDict, Unpack
 
 from . import _native
-from ._direct_writer import DirectWriter
+from ._audio_ledger import AudioLedger
 from ._endpoint import CHAIN_WS_URL, TRUSS_WS_URL, resolve_api_key, resolve_endpoint
-from ._outbox import Outbox
+from ._frame_writer import FrameWriter, Wakeup
+from ._private_api import audio_frame_buffer, check_input_open, retry_interval
 from ._websocket import connect, failure_of
 from ._whisper_protocol import (
     END_AUDIO,
@@ -70,17 +72,14 @@ from .models import MuLawFlavour, STTEncoding, STTModels
 # After this long without a message (or conn_options.timeout, if shorter) a health_check goes
 # out; its answer proves the server is alive, and the silence keeps idle sockets open.
 KEEPALIVE_INTERVAL_S = 5.0
-# Audio kept for a connection that is down or being replaced, before the oldest is dropped;
-# also the most audio resent after a connection dies (the server cuts utterances at 30 s).
+# Audio kept until a final covers it (to resend it if its connection dies) or while no
+# connection takes it, before the oldest goes: the server cuts utterances at 30 s anyway.
 MAX_BUFFERED_AUDIO_S = 30.0
 _MAX_FRAMES = round(MAX_BUFFERED_AUDIO_S / FRAME_SECONDS)
 # Transcript messages are small; anything bigger than this is not a Whisper server talking.
 MAX_MESSAGE_BYTES = 1 << 20
 # A connection that stayed up this long has earned a fresh retry budget.
 HEALTHY_CONNECTION_S = 60.0
-# Whisper's timestamps can overshoot the audio a little; a transcript timed further than this
-# past all the audio sent comes from a broken server, and its times are clamped to that audio.
-TIME_SLACK_S = 1.0
 # When sending fails, how long the receiver may still report that the server finished (a
 # server that closes right after `finished` makes the last send fail).
 CLOSE_GRACE_S = 1.0
@@ -307,48 +306,21 @@ class _End(Enum):
 @dataclasses.dataclass(slots=True)
 class _Connection:
     ws: aiohttp.ClientWebSocketResponse
+    writer: FrameWriter
     request_id: str
     last_message_at: float
-    direct: DirectWriter | None
     # Set by the sender once end_audio is out; the receiver then drains until "finished".
     ending: _End | None = None
     end_audio_at: float = 0.0
     health_check_pending: bool = False
-    # Frames sent but not yet covered by a final transcript, and the connection-relative
-    # index of the first of them. The protocol has no acks: a socket that dies may have
-    # swallowed these unread, so they go again on the next connection.
-    unconfirmed: deque[bytes] = dataclasses.field(default_factory=deque)
-    first_unconfirmed: int = 0
-
-    def sent(self, frame: bytes) -> None:
-        self.unconfirmed.append(frame)
-        if len(self.unconfirmed) > _MAX_FRAMES:
-            self.unconfirmed.popleft()
-            self.first_unconfirmed += 1
-
-    def confirm_until(self, seconds: float) -> None:
-        """A final transcript ending at `seconds` (connection time) covers the audio before:
-        frame k (from 0) once `(k + 1) * FRAME_SECONDS <= seconds + 1e-6` (the slack is for
-        the server's rounding). Times that are not finite confirm nothing."""
-        if not math.isfinite(seconds):
-            return
-        # Counted at once rather than tested frame by frame (a final covers ~150 frames, and
-        # the test per frame was most of the cost of handling one); the division's estimate is
-        # then settled by the rule itself, so rounding cannot move a frame either way.
-        limit = seconds + 1e-6
-        covered = max(math.floor(limit / FRAME_SECONDS), 0)
-        while (covered + 1) * FRAME_SECONDS <= limit:
-            covered += 1
-        while covered > 0 and covered * FRAME_SECONDS > limit:
-            covered -= 1
-        count = min(covered - self.first_unconfirmed, len(self.unconfirmed))
-        for _ in range(count):
-            self.unconfirmed.popleft()
-        self.first_unconfirmed += max(count, 0)
 
 
 class SpeechStream(stt.SpeechStream):
-    """A streaming transcription on Baseten's Whisper WebSocket."""
+    """A streaming transcription on Baseten's Whisper WebSocket.
+
+    Every time it reports is on the caller's timeline: `start_time_offset` (read as each event
+    is made) plus seconds of the audio pushed, whatever connections carried it.
+    """
 
     def __init__(
         self,
@@ -367,18 +339,31 @@ class SpeechStream(stt.SpeechStream):
         self._endpoint = model_endpoint
         self._session = http_session
         self._pipeline: _native.SendPipeline | None = None
-        self._outbox = Outbox(max_frames=_MAX_FRAMES)
-        # The connection that push_frame may write to directly: set while its sender is idle
-        # (outbox empty, nothing in flight), so direct frames can never overtake queued ones.
-        self._idle: _Connection | None = None
+        self._ledger = AudioLedger(max_frames=_MAX_FRAMES, frame_seconds=FRAME_SECONDS)
+        # The live connection's writer, while push_frame may write to it.
+        self._writer: FrameWriter | None = None
+        self._wakeup = Wakeup()  # the sender's: input ended, options changed, frames held back
         self._options_changed = False
         self._report_errors = True
         self._speaking = False
-        # Whole frames, so that audio counted out for resending and back in adds up exactly.
-        self._frames_sent = 0
-        self._frames_reported = 0
         self._request_id = ""
         self._warned: set[str] = set()  # kinds of server trouble already logged (_warn_once)
+        self._time_offset = 0.0
+
+    @property
+    def start_time_offset(self) -> float:
+        """Seconds added to every time this stream reports: where its audio starts on the
+        caller's timeline (LiveKit's `stt_node` sets it to the time since the session's audio
+        input started). Exactly what the caller set: the base class adds the wall-clock time
+        between its own retries, which this stream does not use (reconnects keep the times
+        on the audio's timeline by themselves)."""
+        return self._time_offset
+
+    @start_time_offset.setter
+    def start_time_offset(self, value: float) -> None:
+        if value < 0:
+            raise ValueError("start_time_offset must be non-negative")
+        self._time_offset = value
 
     @property
     def request_id(self) -> str:
@@ -399,8 +384,7 @@ class SpeechStream(stt.SpeechStream):
         # hundreds: every attribute and call here costs, so the base class's checks run only
         # to raise their errors.
         if self._input_ch.closed or self._event_ch.closed:
-            self._check_input_not_ended()
-            self._check_not_closed()
+            check_input_open(self)
         pipeline = self._pipeline
         if pipeline is None:
             pipeline = self._pipeline = _native.SendPipeline(
@@ -408,43 +392,40 @@ class SpeechStream(stt.SpeechStream):
                 frame.num_channels,
                 self._opts.encoding,
                 self._opts.mulaw_flavour,
+                websocket=True,
             )
         # The pipeline refuses a change of rate or channels (ValueError).
-        if frames := pipeline.push(_frame_bytes(frame), frame.sample_rate, frame.num_channels):
+        pcm = audio_frame_buffer(frame)
+        if frames := pipeline.push(pcm, frame.sample_rate, frame.num_channels):
             self._send(frames)
 
     def flush(self) -> None:
         """Sends the audio pushed so far, the last frame zero-padded (the protocol has no
         flush message: the server's VAD decides where utterances end)."""
-        self._check_input_not_ended()
-        self._check_not_closed()
+        check_input_open(self)
         if self._pipeline is not None and (frames := self._pipeline.flush()):
             self._send(frames)
 
     def _send(self, frames: list[bytes]) -> None:
-        conn = self._idle
-        if conn is not None and conn.direct is not None and conn.direct.ready():
-            write, sent = conn.direct.write, conn.sent
-            for frame in frames:
-                write(frame)
-                sent(frame)
-            self._count_sent(len(frames))
-        else:
-            self._outbox.extend(frames)  # the sender task sends them
+        self._ledger.push(frames)
+        writer = self._writer
+        if writer is not None and writer.pump():
+            self._wakeup.set()  # the socket pushed back: the sender takes over
+        self._report_usage(_USAGE_REPORT_FRAMES)
 
     def end_input(self) -> None:
         """No more audio: the stream sends what is left, asks the server to finish, emits the
         last transcripts and ends (iteration stops by itself)."""
         super().end_input()  # flush() then close the input channel
-        self._outbox.notify()
+        self._wakeup.set()
 
     def update_options(self, **changes: Unpack[STTOptionChanges]) -> None:
         """Reconnects with new metadata. The current connection finishes first (end_audio,
         its last transcripts), and audio pushed meanwhile waits for the new one."""
         self._opts = _apply_changes(self._opts, changes)
         self._options_changed = True
-        self._idle = None  # audio pushed from now on is for the next connection
-        self._outbox.notify()
+        self._writer = None  # audio pushed from now on is for the next connection
+        self._wakeup.set()
 
     # -- connection lifecycle ---------------------------------------------------------------
 
@@ -482,7 +463,7 @@ class SpeechStream(stt.SpeechStream):
                     retryable=False,
                 ) from error
             self._emit_error(error, recoverable=True)
-            delay = self._conn_options._interval_for_retry(failures)
+            delay = retry_interval(self._conn_options, failures)
             logger.warning("Baseten STT connection failed (%s); retrying in %.1fs", error, delay)
             failures += 1
             await asyncio.sleep(delay)
@@ -495,33 +476,30 @@ class SpeechStream(stt.SpeechStream):
             timeout=self._conn_options.timeout,
             max_msg_size=MAX_MESSAGE_BYTES,
         )
-        conn = _Connection(
-            ws=ws,
-            request_id=utils.shortuuid(),
-            last_message_at=time.monotonic(),
-            direct=DirectWriter.of(ws),
-        )
-        self._request_id = conn.request_id
-        # Server times restart at 0 on every socket. The audio before this socket's first
-        # frame (sent, or dropped while no socket took it) keeps them on the input's timeline;
-        # the wall-clock time between attempts, which the base class adds, would not.
-        self.start_time_offset = (self._frames_sent + self._outbox.dropped_frames) * FRAME_SECONDS
-        self._options_changed = False
         sender: asyncio.Task[None] | None = None
         receiver: asyncio.Task[_End] | None = None
         try:
+            conn = _Connection(
+                ws=ws,
+                writer=FrameWriter(ws, self._ledger),
+                request_id=utils.shortuuid(),
+                last_message_at=time.monotonic(),
+            )
+            self._request_id = conn.request_id
+            self._options_changed = False
             try:
                 await ws.send_str(metadata_json(self._opts))
             except (aiohttp.ClientError, ConnectionError) as e:
                 raise _as_api_error(e, "sending metadata") from None
+            # The audio no final covered goes first: the server may never have read it.
+            self._ledger.open()
+            self._writer = conn.writer
             sender = asyncio.create_task(self._send_loop(conn), name="baseten.STT.send")
             receiver = asyncio.create_task(self._recv_loop(conn), name="baseten.STT.recv")
             return await self._supervise(conn, sender, receiver)
-        except APIError:
-            self._resend_unconfirmed(conn)
-            raise
         finally:
-            self._idle = None
+            self._writer = None
+            self._ledger.close()
             try:
                 tasks = [t for t in (sender, receiver) if t is not None]
                 await utils.aio.cancel_and_wait(*tasks)
@@ -563,8 +541,8 @@ class SpeechStream(stt.SpeechStream):
             if time.monotonic() < deadline():
                 continue  # a message came in meanwhile and moved the deadline
             if conn.ending is _End.SWITCH:
+                # What it never confirmed goes to the next connection (the ledger's close).
                 logger.warning("Baseten did not finish the old connection; switching anyway")
-                self._resend_unconfirmed(conn)
                 return _End.SWITCH
             if conn.ending is _End.FINISHED:
                 # Retryable: the audio this connection never confirmed goes to the next one.
@@ -573,23 +551,21 @@ class SpeechStream(stt.SpeechStream):
                 )
             raise APITimeoutError(f"Baseten did not answer for {keepalive + timeout:g}s")
 
-    def _resend_unconfirmed(self, conn: _Connection) -> None:
-        frames = list(conn.unconfirmed)
-        conn.unconfirmed.clear()
-        self._outbox.requeue(frames)
-        self._frames_sent -= len(frames)
-
     async def _send_loop(self, conn: _Connection) -> None:
-        ws, outbox = conn.ws, self._outbox
+        ws, writer, ledger = conn.ws, conn.writer, self._ledger
         keepalive = min(KEEPALIVE_INTERVAL_S, self._conn_options.timeout)
         while True:
-            while not self._options_changed and (frame := outbox.take()) is not None:
-                # Counted as sent before the send: a connection that dies meanwhile puts it
-                # back with the other unconfirmed frames, in order.
-                conn.sent(frame)
-                self._count_sent(1)
-                await ws.send_bytes(frame)
-            finished = self._input_ch.closed and not len(outbox)
+            if not self._options_changed and writer.pump():
+                if ledger.broken:
+                    raise APIConnectionError(
+                        f"Baseten fell more than {MAX_BUFFERED_AUDIO_S:g}s of audio behind",
+                        retryable=True,
+                    )
+                self._report_usage(_USAGE_REPORT_FRAMES)
+                await writer.writable()
+                continue
+            self._report_usage(_USAGE_REPORT_FRAMES)
+            finished = self._input_ch.closed and not ledger.queued
             if finished or self._options_changed:
                 conn.ending = _End.FINISHED if finished else _End.SWITCH
                 conn.end_audio_at = time.monotonic()
@@ -600,9 +576,7 @@ class SpeechStream(stt.SpeechStream):
             ):
                 conn.health_check_pending = True
                 await ws.send_str(HEALTH_CHECK)
-            self._idle = conn
-            await outbox.wait(timeout=keepalive / 2)
-            self._idle = None
+            await self._wakeup.wait(timeout=keepalive / 2)
 
     async def _recv_loop(self, conn: _Connection) -> _End:
         ws = conn.ws
@@ -620,7 +594,7 @@ class SpeechStream(stt.SpeechStream):
                 aiohttp.WSMsgType.CLOSING,
                 aiohttp.WSMsgType.CLOSED,
             ):
-                if self._input_ch.closed and not len(self._outbox) and not conn.unconfirmed:
+                if self._input_ch.closed and self._ledger.settled:
                     return _End.FINISHED  # everything was transcribed: a normal end
                 raise APIConnectionError(
                     f"Baseten closed the connection (code {ws.close_code})", retryable=True
@@ -644,20 +618,28 @@ class SpeechStream(stt.SpeechStream):
     # -- server messages -> events --------------------------------------------------------
 
     def _on_message(self, text: str, conn: _Connection) -> _End | None:
+        ledger = self._ledger
         try:
-            msg = _native.parse_message(text, self.start_time_offset)
+            msg = _native.parse_message(
+                text, self.start_time_offset, ledger.origin_s, ledger.sent_s
+            )
         except ValueError as e:
             self._warn_once("malformed", "ignoring a malformed message from Baseten: %s", e)
             return None
         if isinstance(msg, _native.Transcription):
-            # The server cannot have heard past the audio sent to it (on the input's timeline).
-            heard = (self._frames_sent + self._outbox.dropped_frames) * FRAME_SECONDS
+            if msg.clamped:
+                self._warn_once(
+                    "times",
+                    "Baseten timed a transcript past the audio it was sent (%.3fs): "
+                    "clamping its times",
+                    ledger.sent_s,
+                )
             if msg.is_final:
-                conn.confirm_until(min(msg.end, heard) - self.start_time_offset)
-            self._on_transcription(msg, conn.request_id, heard)
+                ledger.confirm(msg.audio_end)
+            self._emit_transcript(msg, conn.request_id)
         elif isinstance(msg, _native.EndAudio):
             if msg.status == "finished" and conn.ending is not None:
-                conn.unconfirmed.clear()
+                ledger.confirm_all()
                 return conn.ending
         elif isinstance(msg, _native.ServerError):
             if msg.recoverable:
@@ -669,20 +651,9 @@ class SpeechStream(stt.SpeechStream):
             logger.debug("ignoring a Baseten message of type %r", msg.kind)
         return None
 
-    def _on_transcription(self, t: _native.Transcription, request_id: str, heard: float) -> None:
+    def _emit_transcript(self, t: _native.Transcription, request_id: str) -> None:
         send = self._event_ch.send_nowait
         said: list[stt.SpeechData] = []
-        start, end, words = t.start, t.end, t.words
-        if end > heard + TIME_SLACK_S:
-            self._warn_once(
-                "times",
-                "Baseten timed a transcript at %.3fs, past the audio it was sent (%.3fs): "
-                "clamping its times",
-                end,
-                heard,
-            )
-            start, end = min(start, heard), heard
-            words = [_clamped(w, heard) for w in words]
         if t.text:
             if not self._speaking:
                 self._speaking = True
@@ -690,10 +661,10 @@ class SpeechStream(stt.SpeechStream):
             data = stt.SpeechData(
                 language=_language_code(t.language or self._opts.language),
                 text=t.text,
-                start_time=start,
-                end_time=end,
+                start_time=t.start,
+                end_time=t.end,
                 confidence=t.confidence if t.confidence is not None else 0.0,
-                words=words,
+                words=t.words,
             )
             kind = (
                 stt.SpeechEventType.FINAL_TRANSCRIPT
@@ -705,33 +676,26 @@ class SpeechStream(stt.SpeechStream):
         if t.is_final and self._speaking:
             self._speaking = False
             # The final's alternative tells LiveKit when the speech ended (its end_time on the
-            # input's timeline), for an honest transcription delay and turn timing.
+            # caller's timeline), for an honest transcription delay and turn timing.
             send(
                 stt.SpeechEvent(
                     stt.SpeechEventType.END_OF_SPEECH, request_id=request_id, alternatives=said
                 )
             )
 
-    def _count_sent(self, frames: int) -> None:
-        self._frames_sent += frames
-        if self._frames_sent - self._frames_reported >= _USAGE_REPORT_FRAMES:
-            self._report_usage()
-
-    def _report_usage(self) -> None:
-        """RECOGNITION_USAGE for the audio sent since the last report (LiveKit's STT metrics)."""
-        frames = self._frames_sent - self._frames_reported
-        if frames <= 0:
-            return
-        self._frames_reported = self._frames_sent
-        self._event_ch.send_nowait(
-            stt.SpeechEvent(
-                stt.SpeechEventType.RECOGNITION_USAGE,
-                request_id=self._request_id,
-                recognition_usage=stt.RecognitionUsage(
-                    audio_duration=round(frames * FRAME_SECONDS, 6)
-                ),
+    def _report_usage(self, at_least: int = 1) -> None:
+        """RECOGNITION_USAGE (LiveKit's STT metrics) for the audio sent for the first time
+        since the last report, once there is `at_least` that many frames of it."""
+        if frames := self._ledger.take_usage(at_least):
+            self._event_ch.send_nowait(
+                stt.SpeechEvent(
+                    stt.SpeechEventType.RECOGNITION_USAGE,
+                    request_id=self._request_id,
+                    recognition_usage=stt.RecognitionUsage(
+                        audio_duration=round(frames * FRAME_SECONDS, 6)
+                    ),
+                )
             )
-        )
 
 
 @functools.lru_cache(maxsize=128)
@@ -740,15 +704,6 @@ def _language_code(code: str) -> LanguageCode:
     each of its transcripts, and a fresh one per event is one more object for the garbage
     collector to walk (and a normalisation) per transcript, hundreds of times a second."""
     return LanguageCode(code)
-
-
-def _frame_bytes(frame: rtc.AudioFrame) -> bytes | bytearray | memoryview:
-    """The frame's own buffer. `AudioFrame.data` builds two memoryviews per access (about
-    0.3 us, as much as the whole Rust pipeline at 16 kHz); `_data` is what it views."""
-    data = getattr(frame, "_data", None)
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return data
-    return frame.data
 
 
 def _check_buffer_size(buffer_size_seconds: float) -> None:
@@ -778,20 +733,6 @@ def _apply_changes(opts: STTOptions, changes: STTOptionChanges) -> STTOptions:
         new.prompt = prompt
     check_options(new)
     return new
-
-
-def _clamped(word: TimedString, limit: float) -> TimedString:
-    """`word` with its times no later than `limit`."""
-    start = min(word.start_time, limit) if is_given(word.start_time) else word.start_time
-    end = min(word.end_time, limit) if is_given(word.end_time) else word.end_time
-    return TimedString(
-        str(word),
-        start_time=start,
-        end_time=end,
-        confidence=word.confidence,
-        start_time_offset=word.start_time_offset,
-        speaker_id=word.speaker_id,
-    )
 
 
 def _as_api_error(e: BaseException | None, doing: str) -> APIError:
