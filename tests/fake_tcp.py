@@ -137,3 +137,69 @@ class DribbleProxy:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+class CuttableProxy:
+    """Forwards to `target_port` untouched, until `cut()` resets every connection open at that
+    moment, both ways, as a network failure between client and server would. Connections made
+    after the cut pass as before."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.cuts = 0
+        self._server: asyncio.Server | None = None
+        self._open: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def start(self) -> CuttableProxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def url(self, upstream_url: str) -> str:
+        return upstream_url.replace(f":{self.target_port}/", f":{self.port}/")
+
+    def cut(self) -> None:
+        self.cuts += 1
+        for client, upstream in list(self._open):
+            reset(client.transport)
+            reset(upstream.transport)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            pair = (writer, up_writer)
+            self._open.add(pair)
+            pipes = (
+                asyncio.create_task(_pipe(reader, up_writer)),
+                asyncio.create_task(_pipe(up_reader, writer)),
+            )
+            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+            for pipe in pipes:
+                pipe.cancel()
+            await asyncio.gather(*pipes, return_exceptions=True)
+            self._open.discard(pair)
+            for w in pair:
+                w.close()
+        finally:
+            self._tasks.discard(task)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()

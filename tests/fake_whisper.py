@@ -83,6 +83,9 @@ class Behaviour:
     inject: list[str | bytes] = field(default_factory=list)  # sent right after the metadata
     # With close_after_frames: awaited before that close, reading nothing meanwhile.
     hold_before_close: asyncio.Event | None = None
+    # Listen instead of counting frames: utterances are found by their energy (silence is
+    # digital zero) and named by their length, from this table of (seconds, text).
+    utterances: list[tuple[float, str]] | None = None
 
 
 @dataclass
@@ -180,7 +183,8 @@ class FakeWhisperServer:
                 await ws.send_str(message)
             else:
                 await ws.send_bytes(message)
-        await _Recogniser(self, ws, session, request.transport).run()
+        recogniser = _Listener if b.utterances is not None else _Recogniser
+        await recogniser(self, ws, session, request.transport).run()
         return ws
 
 
@@ -199,6 +203,7 @@ class _Recogniser:
         self.silent = len(server.sessions) <= self.b.silent_sessions
         self.faulty = not self.b.faulty_sessions or len(server.sessions) <= self.b.faulty_sessions
         self.frames = 0
+        self.last_frame = b""
         self.utterance_start = 0  # frame index where the current utterance began
         self.num = 0
 
@@ -221,6 +226,7 @@ class _Recogniser:
                     return
                 if b.keep_audio:
                     s.audio += msg.data
+                self.last_frame = msg.data
                 self.frames += 1
                 self.server.frames_received += 1
                 self.server.progress.notify()
@@ -315,6 +321,64 @@ class _Recogniser:
 
     async def error(self, error_type: str, text: str, recoverable: bool) -> None:
         await self.ws.send_json(error_message(error_type, text, recoverable))
+
+
+class _Listener(_Recogniser):
+    """Transcribes real utterances exactly: an utterance is a run of frames with sound in them
+    (silence is digital zero), ended by `SILENCE_FRAMES` of silence, and its text is the one
+    whose length in `Behaviour.utterances` is nearest. Words are spread evenly over it."""
+
+    SILENCE_FRAMES = 10  # 320 ms, about the server VAD's minimum silence
+    LOUD = 64  # mean absolute sample value that counts as sound
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.speech_start: int | None = None
+        self.last_loud = 0
+
+    async def after_frame(self) -> bool:
+        n = self.frames
+        if np.abs(np.frombuffer(self.last_frame, dtype=np.int16)).mean() > self.LOUD:
+            if self.speech_start is None:
+                self.speech_start = n - 1
+            self.last_loud = n
+        elif self.speech_start is not None and n - self.last_loud >= self.SILENCE_FRAMES:
+            await self.transcript(final=True)
+        return True
+
+    async def transcript(self, *, final: bool, flush: bool = False) -> None:
+        start = self.speech_start
+        if start is None:
+            if flush:
+                self.session.confirmed_frames = self.frames
+            return
+        end = self.last_loud
+        assert self.b.utterances is not None
+        seconds = (end - start) * FRAME_SECONDS
+        _, text = min(self.b.utterances, key=lambda u: abs(u[0] - seconds))
+
+        names = text.split()
+        step = (end - start) * FRAME_SECONDS / len(names)
+        words = [
+            (f" {w}", (start * FRAME_SECONDS) + i * step, (start * FRAME_SECONDS) + (i + 1) * step)
+            for i, w in enumerate(names)
+        ]
+        message = transcription(
+            words,
+            final=True,
+            num=self.num,
+            start=start * FRAME_SECONDS,
+            end=end * FRAME_SECONDS,
+            language=self.b.language_code,
+        )
+        if flush:
+            message["is_end_of_audio_flush"] = True
+        await self.ws.send_json(message)
+        self.num += 1
+        self.speech_start = None
+        self.utterance_start = self.session.confirmed_frames = self.frames
+        self.server.transcripts_sent += 1
+        self.server.progress.notify()
 
 
 def transcription(

@@ -75,6 +75,25 @@ def test_frames_lost_after_a_connection_sent_audio_break_it() -> None:
     assert take_all(ledger) == [4, 5, 6, 7, 8]
 
 
+def test_frames_sent_once_leave_the_resend_queue_without_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A long silence (no finals) fills the bound with sent frames; the connection dies; the
+    # audio pushed meanwhile pushes the oldest of them out. The server had them once: nothing
+    # is lost that was never sent, and the next connection starts at the oldest still kept.
+    ledger = AudioLedger(max_frames=5, frame_seconds=F)
+    ledger.open()
+    ledger.push(frames(0, 5))
+    assert take_all(ledger) == [0, 1, 2, 3, 4]
+    ledger.close()
+    ledger.push(frames(5, 2))
+    ledger.open()
+    assert ledger.dropped_frames == 0 and not caplog.records
+    assert ledger.origin_s == pytest.approx(2 * F)
+    assert take_all(ledger) == [2, 3, 4, 5, 6]
+    assert ledger.take_usage() == 7
+
+
 def test_the_bound_first_forgets_sent_frames_it_could_have_resent() -> None:
     ledger = AudioLedger(max_frames=5, frame_seconds=F)
     ledger.open()

@@ -302,6 +302,8 @@ struct Transcription {
     language: Option<Py<PyString>>,
     start: f64,
     end: f64,
+    /// Where the transcript starts in the connection's own audio, in seconds (after clamping).
+    audio_start: f64,
     /// Where the transcript ends in the connection's own audio, in seconds (after clamping).
     audio_end: f64,
     /// Whether the times reached past the audio sent and were clamped to it.
@@ -546,7 +548,7 @@ fn parse_message<'py>(
     match message {
         ServerMessage::Transcription(mut t) => {
             let clamped = t.clamp_to_audio(audio_sent);
-            let audio_end = t.end;
+            let (audio_start, audio_end) = (t.start, t.end);
             let t = t.shifted(origin + time_offset);
             let words = PyList::empty(py);
             if !t.words.is_empty() {
@@ -569,6 +571,7 @@ fn parse_message<'py>(
                 language: t.language.as_deref().map(|l| PyString::new(py, l).unbind()),
                 start: t.start,
                 end: t.end,
+                audio_start,
                 audio_end,
                 clamped,
                 words: words.unbind(),

@@ -25,12 +25,14 @@ class AudioLedger:
     first, are those the live connection sent that no final covers yet, then those queued for
     a socket.
 
-    At most `max_frames` are kept; past that the oldest go. A sent frame that goes can no
-    longer be resent (which matters only if its connection dies); a queued one is lost, with
-    a warning. A connection's audio is one unbroken run of frames, so the server's time 0 is
-    where the run began (`origin_s`) and its time s is input time `origin_s + s`. If queued
-    frames are lost after the connection sent audio, its run would jump: the ledger then marks
-    the connection `broken` and gives it no more frames, and the stream must reconnect.
+    At most `max_frames` are kept; past that the oldest go. A frame that was sent once can
+    then no longer be resent (which matters only if its connection died unheard); one never
+    sent is lost, with a warning and a count (`dropped_frames`).
+
+    A connection's audio is one unbroken run of frames, so the server's time 0 is where the run
+    began (`origin_s`) and its time s is input time `origin_s + s`. If queued frames are lost
+    after the connection sent audio, its run would jump: the ledger then marks the connection
+    `broken` and gives it no more frames, and the stream must reconnect.
     """
 
     __slots__ = (
@@ -66,7 +68,7 @@ class AudioLedger:
         self._skipped = 0  # frames lost before they were ever sent
         self._reported = 0  # frames already reported as usage
         self._dropping = False  # warned about the current run of losses
-        self.dropped_frames = 0  # queued frames lost at the bound, in all
+        self.dropped_frames = 0  # frames lost at the bound before they were ever sent
 
     # -- the input ---------------------------------------------------------------------------
 
@@ -123,6 +125,10 @@ class AudioLedger:
         """Where the live connection's audio began, in seconds of input: its server's time 0."""
         return self._origin * self.frame_seconds
 
+    def input_time(self, seconds: float) -> float:
+        """Where `seconds` of the live connection's audio lies in the stream's input."""
+        return self._origin * self.frame_seconds + seconds
+
     @property
     def sent_s(self) -> float:
         """Seconds of audio the live connection was sent."""
@@ -177,15 +183,17 @@ class AudioLedger:
         self._first = first
         if first <= self._next:
             return  # only frames the live connection has sent
-        lost = first - self._next
-        self._skipped += max(first - max(self._high, self._next), 0)
+        # Queued frames went: some may have been sent before (kept to be resent, their
+        # connection having died), the others never were, and only those are lost audio.
+        never_sent = max(first - max(self._high, self._next), 0)
+        self._skipped += never_sent
         if self._live and self._next > self._origin:
             self._broken = True
         else:
             self._origin = first  # nothing sent yet: the connection's audio starts later
         self._next = first
-        self.dropped_frames += lost
-        if not self._dropping:
+        self.dropped_frames += never_sent
+        if never_sent and not self._dropping:
             self._dropping = True
             logger.warning(
                 "the connection to Baseten is behind by more than %.0fs of audio: dropping the "

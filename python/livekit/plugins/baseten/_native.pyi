@@ -103,6 +103,9 @@ class Transcription:
     @property
     def end(self) -> float: ...
     @property
+    def audio_start(self) -> float:
+        """Where the transcript starts in its connection's own audio, in seconds (clamped)."""
+    @property
     def audio_end(self) -> float:
         """Where the transcript ends in its connection's own audio, in seconds (clamped)."""
     @property

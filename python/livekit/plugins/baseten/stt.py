@@ -349,6 +349,9 @@ class SpeechStream(stt.SpeechStream):
         self._request_id = ""
         self._warned: set[str] = set()  # kinds of server trouble already logged (_warn_once)
         self._time_offset = 0.0
+        # The wall-clock time at which the first frame pushed began: where the input's time 0
+        # was spoken, for a live microphone.
+        self._input_started_at: float | None = None
 
     @property
     def start_time_offset(self) -> float:
@@ -387,6 +390,7 @@ class SpeechStream(stt.SpeechStream):
             check_input_open(self)
         pipeline = self._pipeline
         if pipeline is None:
+            self._input_started_at = time.time() - frame.duration
             pipeline = self._pipeline = _native.SendPipeline(
                 frame.sample_rate,
                 frame.num_channels,
@@ -657,7 +661,13 @@ class SpeechStream(stt.SpeechStream):
         if t.text:
             if not self._speaking:
                 self._speaking = True
-                send(stt.SpeechEvent(stt.SpeechEventType.START_OF_SPEECH, request_id=request_id))
+                send(
+                    stt.SpeechEvent(
+                        stt.SpeechEventType.START_OF_SPEECH,
+                        request_id=request_id,
+                        speech_start_time=self._spoken_at(t.audio_start),
+                    )
+                )
             data = stt.SpeechData(
                 language=_language_code(t.language or self._opts.language),
                 text=t.text,
@@ -682,6 +692,15 @@ class SpeechStream(stt.SpeechStream):
                     stt.SpeechEventType.END_OF_SPEECH, request_id=request_id, alternatives=said
                 )
             )
+
+    def _spoken_at(self, seconds: float) -> float | None:
+        """When `seconds` of the live connection's audio was spoken, on the wall clock, taking
+        the input for a live microphone's (never later than now). The server reports speech
+        only with its first transcript, often at its end: LiveKit wants the onset."""
+        if self._input_started_at is None:
+            return None
+        at = self._input_started_at + self._ledger.input_time(seconds)
+        return min(at, time.time())
 
     def _report_usage(self, at_least: int = 1) -> None:
         """RECOGNITION_USAGE (LiveKit's STT metrics) for the audio sent for the first time

@@ -1,0 +1,224 @@
+# SPDX-License-Identifier: Apache-2.0
+
+"""The plugin inside a LiveKit `AgentSession`, as a voice agent runs it: real speech (eSpeak NG
+through the local server's Orpheus) into the session's microphone in real time, our STT on a
+Whisper server that transcribes exactly (tests/fake_whisper.py, listening mode), our TTS and LLM
+on the local server. Turns ended by the STT and by the VAD, an interruption while the agent
+speaks, an agent handoff (a new STT stream with a large `start_time_offset`), an STT
+reconnection in the middle of a turn, and a ten-minute session. What is checked is what LiveKit
+computes from the plugin's events: each user turn once, with every word, ending on the wall
+clock when its audio did."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Literal
+
+import aiohttp
+import pytest
+from livekit.agents import NOT_GIVEN, Agent
+from livekit.agents.voice import AgentSession
+from livekit.plugins import baseten, silero
+from livekit.plugins.baseten.local import LocalServer
+
+from .agent_harness import Clock, Cue, Microphone, Part, Record, Silence, Speaker, Speech
+from .fake_tcp import CuttableProxy
+from .fake_whisper import FakeWhisperServer
+
+pytestmark = pytest.mark.slow
+
+RATE = 24000
+# How far LiveKit's idea of when the user stopped speaking may be from when the audio did.
+TOLERANCE_S = 0.3
+UTTERANCES = [  # of clearly different lengths: the Whisper server tells them apart by length
+    "Please send the report.",
+    "The meeting has been moved to Thursday afternoon.",
+    "Can you book a table for two people tonight at the Italian place?",
+    "Turn off the lights in the kitchen, lock the back door and set the alarm before you leave.",
+]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[LocalServer]:
+    async with LocalServer() as s:
+        yield s
+
+
+@pytest.fixture
+async def whisper() -> AsyncIterator[FakeWhisperServer]:
+    s = await FakeWhisperServer().start()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(time, "time", c.time)
+    return c
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+async def utterances(
+    server: LocalServer, http: aiohttp.ClientSession, whisper: FakeWhisperServer
+) -> list[Speech]:
+    """Each utterance spoken by eSpeak; the Whisper server learns to tell them by length."""
+    voice = baseten.TTS(api_key="local", model_endpoint=server.tts_websocket_url, http_session=http)
+    frames = await asyncio.gather(*(voice.synthesize(text).collect() for text in UTTERANCES))
+    speech = [Speech(text, f.data.tobytes()) for text, f in zip(UTTERANCES, frames, strict=True)]
+    lengths = [len(s.pcm) / 2 / RATE for s in speech]
+    assert all(abs(a - b) > 0.2 for a, b in itertools.combinations(lengths, 2)), lengths
+    whisper.behaviour.utterances = list(zip(lengths, UTTERANCES, strict=True))
+    return speech
+
+
+class Listener(Agent):
+    def __init__(self, name: str, stt_engine: baseten.STT | None = None) -> None:
+        super().__init__(
+            instructions=f"You are {name}. Repeat what you hear.",
+            stt=stt_engine if stt_engine is not None else NOT_GIVEN,
+        )
+
+
+async def run_session(
+    script: list[Part],
+    *,
+    server: LocalServer,
+    http: aiohttp.ClientSession,
+    clock: Clock,
+    make_stt: Callable[[], baseten.STT],
+    turn_detection: Literal["stt", "vad"],
+    turns: int,
+    cues: dict[str, Callable[[], object]] | None = None,
+) -> tuple[Record, Microphone, Speaker]:
+    """Plays `script` into a session until the microphone has played it all and the agent has
+    answered `turns` user turns."""
+    session: AgentSession[None] = AgentSession(
+        stt=make_stt(),
+        llm=baseten.LLM(api_key="local", base_url=server.llm_base_url, model="local-stand-in"),
+        tts=baseten.TTS(
+            api_key="local", model_endpoint=server.tts_websocket_url, http_session=http
+        ),
+        vad=silero.VAD.load(),
+        # No echo here to cancel: the user is heard (and may interrupt) from the agent's first
+        # word, as on a phone line.
+        aec_warmup_duration=None,
+        turn_handling={
+            "turn_detection": turn_detection,
+            "interruption": {"mode": "vad", "resume_false_interruption": False},
+        },
+    )
+    record = Record()
+    record.attach(session)
+    # The "handoff" cue hands the session to a second agent with an STT of its own (same
+    # endpoint, same options): its stt_node opens a new stream, as LiveKit sets it up.
+    second = Listener("the second agent", stt_engine=make_stt())
+    actions: dict[str, Callable[[], object]] = {"handoff": lambda: session.update_agent(second)}
+    actions.update(cues or {})
+    microphone, speaker = Microphone(script, RATE, clock, actions, record.progress), Speaker()
+    session.input.audio = microphone
+    session.output.audio = speaker
+    await session.start(agent=Listener("the first agent"), record=False)
+    try:
+
+        def done() -> bool:
+            return microphone.finished.is_set() and len(record.agent_replies) >= turns
+
+        await record.progress.until(done, timeout=120)
+    finally:
+        await session.aclose()
+    return record, microphone, speaker
+
+
+def assert_turns(record: Record, microphone: Microphone) -> None:
+    """Each utterance became one user turn, with every word, and LiveKit places its end on the
+    wall clock where the audio ended."""
+    said = [turn.text for turn in record.user_turns]
+    assert [words(t) for t in said] == [words(s.text) for s in microphone.spoken], said
+    for turn, spoken in zip(record.user_turns, microphone.spoken, strict=True):
+        assert turn.stopped_speaking_at is not None, turn
+        assert abs(turn.stopped_speaking_at - spoken.ended_at) <= TOLERANCE_S, (turn, spoken)
+
+
+async def test_stt_turns_over_ten_minutes_with_an_interruption_a_handoff_and_a_reconnect(
+    server: LocalServer, whisper: FakeWhisperServer, http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    u1, u2, u3, u4 = await utterances(server, http, whisper)
+    proxy = await CuttableProxy(int(whisper.url.split(":")[2].split("/")[0])).start()
+
+    def engine() -> baseten.STT:
+        url = proxy.url(whisper.url)
+        return baseten.STT(api_key="local", model_endpoint=url, http_session=http)
+
+    half = len(u3.pcm) // 4 * 2
+    script: list[Part] = [
+        Silence(1.0),
+        u1,
+        Silence(1.8),  # the agent starts its reply...
+        u2,  # ...and is interrupted by the next question
+        Silence(4.0),
+        Silence(270.0, fast=True),
+        Speech(u3.text, u3.pcm[:half]),
+        Cue("cut"),  # the STT connection dies mid-sentence
+        Speech(u3.text, u3.pcm[half:], continues=True),
+        Silence(4.0),
+        Cue("handoff"),  # a new agent: a new STT stream, four minutes into the input
+        Silence(330.0, fast=True),
+        u4,
+        Silence(4.0),
+    ]
+    try:
+        record, microphone, speaker = await run_session(
+            script,
+            server=server,
+            http=http,
+            clock=clock,
+            make_stt=engine,
+            turn_detection="stt",
+            turns=4,
+            cues={"cut": proxy.cut},
+        )
+    finally:
+        await proxy.close()
+    assert proxy.cuts == 1 and len(whisper.sessions) == 3  # the cut, then the handoff
+    assert speaker.interruptions >= 1
+    assert_turns(record, microphone)
+    assert microphone.spoken[-1].ended_at - microphone.spoken[0].started_at >= 600
+    assert [e for e in record.errors if "Baseten" not in e] == []
+
+
+async def test_vad_turns_with_a_handoff(
+    server: LocalServer, whisper: FakeWhisperServer, http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    u1, u2, *_ = await utterances(server, http, whisper)
+
+    def engine() -> baseten.STT:
+        return baseten.STT(api_key="local", model_endpoint=whisper.url, http_session=http)
+
+    script: list[Part] = [
+        Silence(1.0),
+        u1,
+        Silence(5.0),
+        Cue("handoff"),
+        Silence(60.0, fast=True),
+        u2,
+        Silence(4.0),
+    ]
+    record, microphone, _ = await run_session(
+        script,
+        server=server,
+        http=http,
+        clock=clock,
+        make_stt=engine,
+        turn_detection="vad",
+        turns=2,
+    )
+    assert_turns(record, microphone)
+    assert record.errors == []
