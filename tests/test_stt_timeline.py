@@ -6,6 +6,7 @@ seconds of audio pushed before, whatever connections carried that audio."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -126,3 +127,42 @@ async def test_a_negative_offset_is_refused(
         stream.start_time_offset = -1.0
     assert stream.start_time_offset == 0.0
     await stream.aclose()
+
+
+async def test_start_of_speech_carries_the_onset_on_the_wall_clock(
+    server: FakeWhisperServer, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # LiveKit takes a START_OF_SPEECH's speech_start_time as when the user began (else the
+    # event's arrival, which can be after the speech ended): the wall-clock time the
+    # transcript's first audio was spoken, for a live microphone, across reconnections too.
+    now = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    b = server.behaviour
+    b.final_every_frames = 10
+    b.close_after_frames = 20
+    b.faulty_sessions = 1
+    options = APIConnectOptions(max_retry=1, retry_interval=0.01, timeout=5.0)
+    stream = make_stt(server, http).stream(conn_options=options)
+    stream.start_time_offset = 42.0  # the caller's timeline: not the wall clock's
+    push(stream, tone(16000, 40 * F), 16000)  # the first 20 ms frame began at 999.98
+    now[0] = 2000.0  # the transcripts come much later
+    stream.end_input()
+    events = await collect(stream)
+    starts = [ev.speech_start_time for ev in events if ev.type == E.START_OF_SPEECH]
+    assert starts == pytest.approx([999.98 + i * 10 * F for i in range(4)])
+    assert len(server.sessions) == 2
+
+
+async def test_the_onset_is_never_later_than_now(
+    server: FakeWhisperServer, http: aiohttp.ClientSession
+) -> None:
+    # Audio pushed faster than it plays (a file, recognize()) has no wall-clock place: the
+    # onset is then at most the moment the event is made.
+    server.behaviour.final_every_frames = 10
+    stream = make_stt(server, http).stream()
+    push(stream, tone(16000, 20 * F), 16000)
+    stream.end_input()
+    events = await collect(stream)
+    for ev in events:
+        if ev.type == E.START_OF_SPEECH:
+            assert ev.speech_start_time is not None and ev.speech_start_time <= ev.created_at
