@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """The client side of Baseten's Orpheus TTS protocols: what is sent, and how what comes back
-is read. See `baseten-protocols.md` section 2."""
+is read. The protocols are described in docs/protocols.md."""
 
 from __future__ import annotations
 

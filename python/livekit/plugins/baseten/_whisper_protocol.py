@@ -15,7 +15,8 @@
 """The client side of Baseten's streaming Whisper protocol: options and the messages sent.
 
 The server validates the first message with pydantic models that forbid unknown keys at every
-level, so exactly the documented keys are sent, and optional ones only when set.
+level, so exactly the documented keys are sent, and optional ones only when set. The protocol
+is described in docs/protocols.md.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """Baseten's Orpheus TTS protocols (WebSocket streaming and HTTP predict), spoken by eSpeak NG.
-See `baseten-protocols.md` section 2."""
+The protocols are described in docs/protocols.md."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """Baseten's streaming Whisper protocol, served by a real (small) Whisper. One
-`WhisperSession` per WebSocket; see `baseten-protocols.md` section 1 for the protocol."""
+`WhisperSession` per WebSocket; the protocol is described in docs/protocols.md."""
 
 from __future__ import annotations
 
