@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """Side-by-side load harness: this plugin against the existing pure-Python one.
 
     python benches/harness.py            # the full matrix (about an hour on 2 cores)

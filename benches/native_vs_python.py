@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """Side-by-side timings of the `_native` hot paths against what a plugin user has today.
 
 Each pair runs in the same process, alternating A/B over several trials, and the ratios of the

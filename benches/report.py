@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """Benchmark results as data: the JSON files the benchmarks write, and the tables and plots
 drawn from them.
 

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """Baseten Orpheus servers on 127.0.0.1: WebSocket streaming and HTTP predict.
 
 Protocols as in Baseten's truss examples (described in docs/protocols.md). WebSocket:

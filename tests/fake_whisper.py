@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """A Baseten streaming-Whisper server on 127.0.0.1 that behaves like the real one.
 
 Protocol as Baseten's server speaks it (described in docs/protocols.md): the first text

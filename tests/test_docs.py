@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """The documentation: every relative link resolves inside the repository, and the benchmark
 tables agree with the data they come from."""
 

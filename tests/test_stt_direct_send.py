@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """The STT send path's shortcut: frames pushed while a connection is idle are written straight
 to its transport (`_direct_writer.py`), and fall back to the sender task when the server does
 not keep up, without ever reordering or losing audio."""

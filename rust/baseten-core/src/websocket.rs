@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 //! Client-to-server WebSocket framing (RFC 6455, section 5.2) for binary messages.
 //!
 //! The plugin writes audio frames straight to the socket's transport (one syscall, no Python
