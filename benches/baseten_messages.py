@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """Baseten Whisper transcription messages as the server sends them, for the benchmarks."""
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """The Baseten servers the load benchmarks talk to, in a process of their own.
 
 `/ws`, Whisper streaming STT: realistic message shapes at a fixed cadence, whatever the audio:

@@ -1,7 +1,10 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """Side-by-side load harness: this plugin against the existing pure-Python one.
 
     python benches/harness.py            # the full matrix (about an hour on 2 cores)
     python benches/harness.py --quick    # a few seconds: proves the harness works (the tests)
+    python benches/harness.py --save docs/benchmarks   # the data and plots the docs show
 
 It creates `benches/.venv-upstream` with `livekit-plugins-baseten==1.8.9` (the existing plugin,
 with the livekit-agents version this one uses), starts `bench_server.py` in a process of its
@@ -22,14 +25,18 @@ loop pushing into a stream that does nothing, measured alongside):
 Then the TTS workload (`tts_load.py`): N WebSocket streams, each synthesizing a sentence after
 another, the server speaking 24 kHz audio at real time: client CPU-seconds per hour of audio
 received, time to first audio, peak RSS, and the floor (bare WebSockets receiving the same).
-Writes `benches/results/stt-<time>.md` (both tables) and `.png` (STT CPU per stream against N).
+The figures are written as data, with the conditions they were measured in, to `load.json` in
+`--save DIR` (default `benches/results/<time>/`), beside `load.md` (the tables) and the plots
+`report.py` draws from the data (`python benches/report.py DIR` redraws them).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import platform
 import socket
 import statistics
 import subprocess
@@ -41,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import report
 
 HERE = Path(__file__).resolve().parent
 UPSTREAM_VENV = HERE / ".venv-upstream"
@@ -116,6 +124,9 @@ def main() -> int:
     parser.add_argument("--final-every", type=float, default=5.0, help="seconds between finals")
     parser.add_argument("--tts-streams", type=int, nargs="*", default=[1, 50, 200])
     parser.add_argument("--setup-only", action="store_true", help="create the upstream venv, exit")
+    parser.add_argument(
+        "--save", type=Path, metavar="DIR", help="write load.json and the plots here"
+    )
     args = parser.parse_args()
     if args.setup_only:
         upstream_python()
@@ -174,14 +185,21 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait()
-    report = render(rows, trials)
-    if tts_rows:
-        report += "\n\n" + render_tts(tts_rows, trials)
-    print(report)
-    RESULTS.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (RESULTS / f"stt-{stamp}.md").write_text(report)
-    plot(rows, RESULTS / f"stt-{stamp}.png")
+    data: dict[str, Any] = {
+        "schema": report.LOAD_SCHEMA,
+        "conditions": measured_conditions(args, theirs),
+        "stt": [stt_row(c, runs, trials) for c, runs in rows],
+        "tts": [tts_row(n, runs, trials, args.seconds) for n, runs in tts_rows],
+    }
+    tables = report.render_stt(data["stt"])
+    if data["tts"]:
+        tables += "\n\n" + report.render_tts(data["tts"])
+    print(tables)
+    out: Path = args.save or RESULTS / time.strftime("%Y%m%d-%H%M%S")
+    report.save(data, out / "load.json")
+    (out / "load.md").write_text(f"{report.conditions(data)}\n\n{tables}\n")
+    for path in report.plot_load(data, out):
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -192,141 +210,111 @@ def cpu_per_audio_hour(runs: list[dict[str, Any]], null: list[dict[str, Any]]) -
     return statistics.median(nets) if nets else None
 
 
-HEADER = [
-    "streams",
-    "input",
-    "pace",
-    "CPU-s per audio-hour: ours / existing / ratio",
-    "streams per core (ours / existing)",
-    "above the raw-send floor (ours / existing)",
-    "frame lateness p50/p99 ms (ours; existing)",
-    "final delivery p50/p99 ms, trials pooled (ours; existing)",
-    "peak RSS MB (ours / existing)",
-    "max GC pause ms (ours / existing)",
-    "full collections per trial; max young-generation pause ms (ours; existing)",
-    "closes that hung (ours / existing)",
-]
+def by_plugin(runs: dict[str, list[dict[str, Any]]], key: str) -> dict[str, float | None]:
+    """The trials' median of `key`, for ours and the existing plugin."""
+    return {k: median(runs[k], key) for k in report.PLUGINS}
 
 
-def fmt(x: float | None, scale: float = 1.0, digits: int = 1) -> str:
-    return "n/a" if x is None else f"{x * scale:.{digits}f}"
+def percentiles_ms(runs: dict[str, list[dict[str, Any]]], name: str) -> dict[str, Any]:
+    """p50/p99 in ms for ours and the existing plugin: medians of the trials'."""
+    out: dict[str, Any] = {}
+    for k in report.PLUGINS:
+        p50, p99 = median(runs[k], name + "_p50"), median(runs[k], name + "_p99")
+        out[k] = {"p50": _ms(p50), "p99": _ms(p99)}
+    return out
 
 
-def percentiles(runs: dict[str, list[dict[str, Any]]], name: str) -> str:
-    """ "p50/p99; p50/p99" in ms for ours and the existing plugin: medians of the trials'."""
-    return "; ".join(
-        f"{fmt(median(runs[k], name + '_p50'), 1000)}/{fmt(median(runs[k], name + '_p99'), 1000)}"
-        for k in ("ours", "existing")
-    )
-
-
-def pooled_percentiles(runs: dict[str, list[dict[str, Any]]], name: str) -> str:
-    """ "p50/p99; p50/p99" in ms over the samples of every trial pooled: one stream sees a
-    final every few seconds, too few per trial for a p99 of their own."""
-    cells = []
-    for k in ("ours", "existing"):
+def pooled_percentiles_ms(runs: dict[str, list[dict[str, Any]]], name: str) -> dict[str, Any]:
+    """p50/p99 in ms over the samples of every trial pooled: one stream sees a final every few
+    seconds, too few per trial for a p99 of their own."""
+    out: dict[str, Any] = {}
+    for k in report.PLUGINS:
         samples = [x for r in runs[k] for x in r.get(name, [])]
         if not samples:
-            cells.append("n/a/n/a")
+            out[k] = {"p50": None, "p99": None}
             continue
-        p50, p99 = (float(v) for v in np.percentile(samples, [50, 99]))
-        cells.append(f"{fmt(p50, 1000)}/{fmt(p99, 1000)}")
-    return "; ".join(cells)
+        p50, p99 = (float(v) * 1000 for v in np.percentile(samples, [50, 99]))
+        out[k] = {"p50": p50, "p99": p99}
+    return out
 
 
-def table_head(title: str, header: list[str]) -> list[str]:
-    """A title line and the head of a Markdown table."""
-    return [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
 
 
-def render(rows: list[tuple[Config, dict[str, list[dict[str, Any]]]]], trials: int) -> str:
-    lines = table_head(
-        f"Medians of {trials} trial(s), alternating A/B; CPU net of the driver's own cost.", HEADER
-    )
-    for c, runs in rows:
-        ours = cpu_per_audio_hour(runs["ours"], runs["null"])
-        theirs = cpu_per_audio_hour(runs["existing"], runs["null"])
-        floor = cpu_per_audio_hour(runs["raw"], runs["null"]) if runs["raw"] else None
-        ratio = f"{ours / theirs:.2f}x" if ours and theirs else "n/a"
-        per_core = [f"{3600 / x:.0f}" if x and x > 0 else "n/a" for x in (ours, theirs)]
-        above = [
-            f"{x / floor:.1f}x" if x and floor and floor > 0 else "n/a" for x in (ours, theirs)
-        ]
-        cells = [
-            str(c.streams),
-            f"{c.rate // 1000} kHz",
-            c.pace,
-            f"{fmt(ours)} / {fmt(theirs)} / **{ratio}**",
-            " / ".join(per_core),
-            " / ".join(above),
-            # lateness is against a real-time schedule: meaningless when pushing at full speed
-            percentiles(runs, "lateness") if c.pace == "realtime" else "n/a",
-            pooled_percentiles(runs, "final_latencies"),
-            " / ".join(fmt(median(runs[k], "peak_rss_mb"), digits=0) for k in ("ours", "existing")),
-            " / ".join(fmt(median(runs[k], "gc_max_pause_ms")) for k in ("ours", "existing")),
-            "; ".join(
-                f"{fmt(median(runs[k], 'gc_full_collections'), digits=0)}, "
-                f"{fmt(median(runs[k], 'gc_max_young_pause_ms'))}"
-                for k in ("ours", "existing")
-            ),
-            " / ".join(
-                str(sum(r.get("hung_closes", 0) for r in runs[k])) for k in ("ours", "existing")
-            ),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b and b > 0 else None
 
 
-TTS_HEADER = [
-    "streams",
-    "CPU-s per audio-hour: ours / existing / ratio",
-    "above the raw-receive floor (ours / existing)",
-    "time to first audio p50/p99 ms (ours; existing)",
-    "peak RSS MB (ours / existing)",
-]
+def stt_row(c: Config, runs: dict[str, list[dict[str, Any]]], trials: int) -> dict[str, Any]:
+    """One STT configuration as data: every figure of the table, unrounded."""
+    cpu = {k: cpu_per_audio_hour(runs[k], runs["null"]) for k in report.PLUGINS}
+    floor = cpu_per_audio_hour(runs["raw"], runs["null"]) if runs["raw"] else None
+    return {
+        "streams": c.streams,
+        "rate_hz": c.rate,
+        "pace": c.pace,
+        "trials": trials,
+        "seconds": c.seconds,
+        "cpu_s_per_audio_hour": cpu,
+        "cpu_ratio": _ratio(cpu["ours"], cpu["existing"]),
+        "floor_cpu_s_per_audio_hour": floor,
+        "above_floor": {k: _ratio(cpu[k], floor) for k in report.PLUGINS},
+        "streams_per_core": {k: 3600 / x if x and x > 0 else None for k, x in cpu.items()},
+        # lateness is against a real-time schedule: meaningless when pushing at full speed
+        "frame_lateness_ms": percentiles_ms(runs, "lateness") if c.pace == "realtime" else None,
+        "final_delivery_ms": pooled_percentiles_ms(runs, "final_latencies"),
+        "peak_rss_mb": by_plugin(runs, "peak_rss_mb"),
+        "gc_max_pause_ms": by_plugin(runs, "gc_max_pause_ms"),
+        "gc_full_collections": by_plugin(runs, "gc_full_collections"),
+        "gc_max_young_pause_ms": by_plugin(runs, "gc_max_young_pause_ms"),
+        "hung_closes": {k: sum(r.get("hung_closes", 0) for r in runs[k]) for k in report.PLUGINS},
+    }
 
 
-def render_tts(rows: list[tuple[int, dict[str, list[dict[str, Any]]]]], trials: int) -> str:
-    lines = table_head(
-        f"TTS over WebSocket, 24 kHz audio at real time; medians of {trials} trial(s), A/B.",
-        TTS_HEADER,
-    )
-    for n, runs in rows:
-        ours, theirs, floor = (cpu_per_audio_hour(runs[k], []) for k in ("ours", "existing", "raw"))
-        ratio = f"{ours / theirs:.2f}x" if ours and theirs else "n/a"
-        above = [f"{x / floor:.1f}x" if x and floor else "n/a" for x in (ours, theirs)]
-        cells = [
-            str(n),
-            f"{fmt(ours)} / {fmt(theirs)} / **{ratio}**",
-            " / ".join(above),
-            percentiles(runs, "ttfb"),
-            " / ".join(fmt(median(runs[k], "peak_rss_mb"), digits=0) for k in ("ours", "existing")),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def tts_row(
+    n: int, runs: dict[str, list[dict[str, Any]]], trials: int, seconds: float
+) -> dict[str, Any]:
+    cpu = {k: cpu_per_audio_hour(runs[k], []) for k in report.PLUGINS}
+    floor = cpu_per_audio_hour(runs["raw"], [])
+    return {
+        "streams": n,
+        "trials": trials,
+        "seconds": seconds,
+        "cpu_s_per_audio_hour": cpu,
+        "cpu_ratio": _ratio(cpu["ours"], cpu["existing"]),
+        "floor_cpu_s_per_audio_hour": floor,
+        "above_floor": {k: _ratio(cpu[k], floor) for k in report.PLUGINS},
+        "ttfb_ms": percentiles_ms(runs, "ttfb"),
+        "peak_rss_mb": by_plugin(runs, "peak_rss_mb"),
+    }
 
 
-def plot(rows: list[tuple[Config, dict[str, list[dict[str, Any]]]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for rate in sorted({c.rate for c, _ in rows if c.pace == "realtime"}):
-        picked = [(c, r) for c, r in rows if c.pace == "realtime" and c.rate == rate]
-        ns = [c.streams for c, _ in picked]
-        for key, style in (("ours", "-o"), ("existing", "--s")):
-            ys = [cpu_per_audio_hour(r[key], r["null"]) or float("nan") for _, r in picked]
-            ax.plot(ns, ys, style, label=f"{key}, {rate // 1000} kHz")
-    ax.set_xlabel("concurrent real-time streams")
-    ax.set_ylabel("client CPU-seconds per audio-hour (per stream)")
-    ax.set_title("Baseten STT client cost per stream")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def measured_conditions(args: argparse.Namespace, theirs: Path) -> dict[str, Any]:
+    """Where and how the figures were measured, stored with them."""
+    cpu_model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    existing = subprocess.run(
+        [str(theirs), "-c", "from importlib.metadata import version as v; "
+         "print(v('livekit-plugins-baseten'))"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    return {
+        "source": "benches/harness.py" + (" --quick" if args.quick else ""),
+        "measured": time.strftime("%Y-%m-%d", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs ({cpu_model}), "
+        f"{platform.system()} {platform.release()}",
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "livekit_agents": version("livekit-agents"),
+        "ours": f"livekit-plugins-baseten {version('livekit-plugins-baseten')} (this repository)",
+        "existing": f"livekit-plugins-baseten=={existing or 'unknown'}",
+        "final_every_s": args.final_every,
+        "notes": [],
+    }
 
 
 if __name__ == "__main__":

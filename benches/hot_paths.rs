@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 //! Criterion benches of every hot function of `baseten-core` (`cargo bench`).
 
 use std::hint::black_box;

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """Load and soak: many STT and TTS streams in this process, against benches/bench_server.py.
 
     python benches/load_soak.py load [--streams 500] [--seconds 60] [--rate 16000]

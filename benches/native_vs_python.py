@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """Side-by-side timings of the `_native` hot paths against what a plugin user has today.
 
 Each pair runs in the same process, alternating A/B over several trials, and the ratios of the
@@ -5,6 +7,7 @@ medians are reported (the machines are noisy; ratios measured together are what 
 
     python benches/native_vs_python.py            # full run, Markdown table on stdout
     python benches/native_vs_python.py --quick    # a few hundred iterations, for the tests
+    python benches/native_vs_python.py --save docs/benchmarks   # also as data, and its plot
 
 Baselines:
 - send path: livekit-agents' base `RecognizeStream.push_frame` resampling with
@@ -19,15 +22,19 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import platform
 import statistics
 import sys
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import orjson
+import report
 from baseten_messages import transcription
 from livekit import rtc
 from livekit.agents.types import TimedString
@@ -193,12 +200,16 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny run that only proves it works")
     parser.add_argument("--trials", type=int, default=7)
     parser.add_argument("--calls", type=int, default=20000)
+    parser.add_argument(
+        "--save", type=Path, metavar="DIR", help="also write hot-paths.json and its plot here"
+    )
     args = parser.parse_args()
     trials, calls = (2, 200) if args.quick else (args.trials, args.calls)
 
     print(f"Python {sys.version.split()[0]}, {trials} trials x {calls} calls, medians in us/call\n")
     print("| hot path | existing (us) | native (us) | speed-up | target |")
     print("|---|---:|---:|---:|---|")
+    rows = []
     for pair in pairs():
         ex, na = [], []
         for _ in range(trials):
@@ -206,6 +217,31 @@ def main() -> int:
             na.append(time_per_call(pair.native, calls))
         e, n = statistics.median(ex), statistics.median(na)
         print(f"| {pair.name} | {e:.2f} | {n:.2f} | {e / n:.1f}x | {pair.target} |")
+        rows.append(
+            {
+                "name": pair.name,
+                "existing_us": e,
+                "native_us": n,
+                "speedup": e / n,
+                "target": pair.target,
+            }
+        )
+    if args.save:
+        data = {
+            "schema": report.HOT_PATHS_SCHEMA,
+            "conditions": {
+                "source": "benches/native_vs_python.py" + (" --quick" if args.quick else ""),
+                "measured": time.strftime("%Y-%m-%d", time.gmtime()),
+                "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
+                "python": f"{platform.python_implementation()} {platform.python_version()}",
+                "trials": trials,
+                "calls": calls,
+                "notes": [],
+            },
+            "rows": rows,
+        }
+        report.save(data, args.save / "hot-paths.json")
+        report.plot_hot_paths(data, args.save)
     return 0
 
 

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """One load run: N concurrent STT streams in this process, against benches/bench_server.py.
 
 Runs under either plugin's virtualenv (ours, or the existing pure-Python one), so the same

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """One TTS load run: N concurrent Orpheus WebSocket streams in this process, against
 benches/bench_server.py's `/tts` (24 kHz speech at real time). Prints one JSON object.
 

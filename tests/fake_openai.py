@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """An OpenAI-compatible chat-completions server on 127.0.0.1, as Baseten's Model APIs speak it:
 `POST /v1/chat/completions`, streamed as server-sent events or as one JSON body, with tool
 calls. The reply is scripted by the test."""

@@ -1,6 +1,8 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """Baseten Orpheus servers on 127.0.0.1: WebSocket streaming and HTTP predict.
 
-Protocols as in Baseten's truss examples (spec `baseten-protocols.md` section 2). WebSocket:
+Protocols as in Baseten's truss examples (described in docs/protocols.md). WebSocket:
 a JSON metadata message, then text messages split on whitespace into words, `__END__`, then
 binary 24 kHz PCM and the server closes. Predict: POST JSON with `prompt`, a chunked body of
 PCM (optionally behind a 44-byte RIFF header, as older servers send). The "speech" is

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """Misbehaving TCP peers on 127.0.0.1, below HTTP: a server that never answers, a proxy that
 answers one byte at a time, and an abrupt reset. They stand in front of (or instead of) the
 fake Baseten servers, so every client path meets the same network faults."""

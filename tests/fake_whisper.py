@@ -1,6 +1,8 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """A Baseten streaming-Whisper server on 127.0.0.1 that behaves like the real one.
 
-Protocol as in Baseten's server source (spec `baseten-protocols.md` section 1): the first text
+Protocol as Baseten's server speaks it (described in docs/protocols.md): the first text
 message is the metadata, validated with unknown keys forbidden at every level (the real server's
 pydantic models close the socket with 1011); then binary frames of exactly 1024 bytes (s16le at
 16 kHz) or 256 bytes (mu-law at 8 kHz, decoded with torchaudio's continuous curve); text control

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """Reference implementations the native core is checked against."""
 
 import warnings

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """Looks for an API key in everything a test run lets out: log records at every level, from
 every logger, and whatever a test hands over (exceptions with their whole cause and context
 chain, events, metrics, streams, plugin objects)."""

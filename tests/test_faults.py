@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """Faults on every client path: the STT stream, the TTS WebSocket stream and TTS predict.
 
 Each test gives the client a broken network or a hostile server and asserts a typed outcome

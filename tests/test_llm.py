@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """baseten.LLM against a local OpenAI-compatible server, and the LLM -> TTS chain a voice
 agent runs."""
 

@@ -1,4 +1,6 @@
-"""Load and soak, short (issue 7): benches/load_soak.py's workload, in this process.
+# SPDX-License-Identifier: Apache-2.0
+
+"""Load and soak, short: benches/load_soak.py's workload, in this process.
 
 50 STT streams at real-time pace (40 for the whole run, 10 as back-to-back 20 s calls) and 5
 TTS WebSocket streams synthesizing a sentence again and again, for 100 s, against

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """The local Baseten-compatible server (real offline engines), the plugin through it, a voice
 turn through AgentSession, and the livekit-baseten CLI."""
 

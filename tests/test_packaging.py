@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """The distribution: a drop-in for the existing plugin, sharing LiveKit's namespace packages."""
 
 import importlib.metadata

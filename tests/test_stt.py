@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """baseten.STT against a local Baseten-protocol server (tests/fake_whisper.py)."""
 
 from __future__ import annotations

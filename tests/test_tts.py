@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """baseten.TTS against local Orpheus servers (tests/fake_orpheus.py), WebSocket and predict."""
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: Apache-2.0
+
 """The Rust core of the plugin (crate `baseten-py` over `baseten-core`).
 
 Audio arguments accept `bytes` and `bytearray` without copying, and any other buffer
