@@ -79,11 +79,12 @@ def send_path_existing(rate: int) -> Callable[[rtc.AudioFrame], int]:
 
 
 def send_path_native(rate: int) -> Callable[[rtc.AudioFrame], int]:
-    pipeline = _native.SendPipeline(rate, 1, "pcm_s16le")
+    # What the plugin does: frames come out ready for the socket, WebSocket framing included.
+    pipeline = _native.SendPipeline(rate, 1, "pcm_s16le", websocket=True)
 
     def step(frame: rtc.AudioFrame) -> int:
         sent = 0
-        # What the plugin does: the frame's own buffer, borrowed without a copy.
+        # The frame's own buffer, borrowed without a copy.
         for out in pipeline.push(frame._data):
             sent += len(out)
         return sent

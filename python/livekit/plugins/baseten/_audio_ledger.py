@@ -158,14 +158,18 @@ class AudioLedger:
 
     # -- usage -------------------------------------------------------------------------------
 
+    @property
+    def unreported_frames(self) -> int:
+        """Frames sent for the first time since `take_usage` last counted them."""
+        return max(self._high, self._next) - self._skipped - self._reported
+
     def take_usage(self, at_least: int = 1) -> int:
         """Frames sent for the first time since the last call, if there are `at_least`, and
         then counted as reported; else 0. A frame sent again is never counted again."""
-        sent = max(self._high, self._next) - self._skipped
-        frames = sent - self._reported
+        frames = self.unreported_frames
         if frames < at_least:
             return 0
-        self._reported = sent
+        self._reported += frames
         return frames
 
     # -- internals ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ class FrameWriter:
         if self._ws.closed or self._transport.is_closing():
             return True
         flow, write, take = self._flow, self._transport.write, self._ledger.take
+        # Paused: the transport's buffer is full, and the sender waits for it to drain.
         while not flow.writing_paused:
             frame = take()
             if frame is None:

@@ -337,6 +337,7 @@ class SpeechStream(stt.SpeechStream):
         self._request_id = ""
         self._warned: set[str] = set()  # kinds of server trouble already logged (_warn_once)
         self._time_offset = 0.0
+        self._usage_countdown = _USAGE_REPORT_FRAMES
         # The wall-clock time at which the first frame pushed began: where the input's time 0
         # was spoken, for a live microphone.
         self._input_started_at: float | None = None
@@ -403,7 +404,10 @@ class SpeechStream(stt.SpeechStream):
         writer = self._writer
         if writer is not None and writer.pump():
             self._wakeup.set()  # the socket pushed back: the sender takes over
-        self._report_usage(_USAGE_REPORT_FRAMES)
+        # Usage is due no sooner than this many frames from now: the ledger is asked then.
+        self._usage_countdown -= len(frames)
+        if self._usage_countdown <= 0:
+            self._report_usage(_USAGE_REPORT_FRAMES)
 
     def end_input(self) -> None:
         """No more audio: the stream sends what is left, asks the server to finish, emits the
@@ -693,7 +697,9 @@ class SpeechStream(stt.SpeechStream):
     def _report_usage(self, at_least: int = 1) -> None:
         """RECOGNITION_USAGE (LiveKit's STT metrics) for the audio sent for the first time
         since the last report, once there is `at_least` that many frames of it."""
-        if frames := self._ledger.take_usage(at_least):
+        frames = self._ledger.take_usage(at_least)
+        self._usage_countdown = _USAGE_REPORT_FRAMES - self._ledger.unreported_frames
+        if frames:
             self._event_ch.send_nowait(
                 stt.SpeechEvent(
                     stt.SpeechEventType.RECOGNITION_USAGE,

@@ -7,13 +7,15 @@
 //! the whole input sample frames of the stretch, resampled to `round(n * wire / rate)`, padded
 //! to whole frames when asked. Without resampling the content is checked too (the channels'
 //! mean, rounded half away from zero, then encoded), and a silent stretch must stay silent.
+//! The same pipeline framing its output as WebSocket messages must give the same frames, each
+//! one valid masked binary message.
 
 #![no_main]
 
 use arbitrary::Arbitrary;
 use baseten_core::mulaw::MuLaw;
 use baseten_core::pcm::{MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
-use baseten_core::pipeline::{SendPipeline, WireEncoding};
+use baseten_core::pipeline::{Framing, SendPipeline, WireEncoding};
 use baseten_core::AudioError;
 use libfuzzer_sys::fuzz_target;
 
@@ -108,7 +110,10 @@ fuzz_target!(|input: Input| {
     assert!(latency.is_finite() && latency >= 0.0, "latency {latency}");
     assert!(rate != wire.sample_rate() || latency == 0.0, "latency without resampling");
 
-    let mut run = Run::new(pipeline, channels as usize);
+    let framed = SendPipeline::new(rate, channels, wire)
+        .expect("the same configuration")
+        .with_framing(Framing::WebSocket);
+    let mut run = Run::new(pipeline, framed, channels as usize);
     for op in &input.ops {
         match op {
             Op::Push(bytes) => run.push(bytes),
@@ -153,10 +158,13 @@ struct Run {
     /// Frames the current stretch's pushes returned.
     stretch_frames: usize,
     out: Vec<u8>,
+    /// The same pipeline, framing its frames as WebSocket messages, and its output.
+    framed: SendPipeline,
+    framed_out: Vec<u8>,
 }
 
 impl Run {
-    fn new(pipeline: SendPipeline, channels: usize) -> Self {
+    fn new(pipeline: SendPipeline, framed: SendPipeline, channels: usize) -> Self {
         let wire = pipeline.encoding();
         Self {
             pipeline,
@@ -167,20 +175,40 @@ impl Run {
             stretch_out_start: 0,
             stretch_frames: 0,
             out: Vec::new(),
+            framed,
+            framed_out: Vec::new(),
         }
+    }
+
+    /// Checks that the framed pipeline's new messages carry the raw pipeline's new frames.
+    fn check_framed(&mut self, raw_from: usize, frames: usize, framed: usize) {
+        assert_eq!(framed, frames, "framing changed the frame count");
+        let mut payloads = Vec::new();
+        let mut at = 0;
+        for _ in 0..frames {
+            at += unmask(&self.framed_out[at..], &mut payloads);
+        }
+        assert_eq!(at, self.framed_out.len(), "bytes after the last message");
+        assert!(payloads == self.out[raw_from..], "framed payloads differ from the frames");
+        self.framed_out.clear();
     }
 
     fn push(&mut self, bytes: &[u8]) {
         let before = self.out.len();
         let frames = self.pipeline.push(bytes, &mut self.out).expect("the resampler never fails");
         assert_eq!(self.out.len() - before, frames * self.wire.frame_bytes(), "partial frame");
+        let framed = self.framed.push(bytes, &mut self.framed_out).expect("as the raw one");
+        self.check_framed(before, frames, framed);
         self.input.extend_from_slice(bytes);
         self.stretch_frames += frames;
         assert!(self.pipeline.pending_samples() < self.wire.frame_samples());
     }
 
     fn flush(&mut self, pad: bool) {
+        let before = self.out.len();
         let flushed = self.pipeline.flush(pad, &mut self.out).expect("the resampler never fails");
+        let framed = self.framed.flush(pad, &mut self.framed_out).expect("as the raw one");
+        self.check_framed(before, flushed, framed);
         let frames = self.stretch_frames + flushed;
         assert_eq!(self.pipeline.pending_samples(), 0, "samples left after a flush");
         let (frame_samples, frame_bytes) = (self.wire.frame_samples(), self.wire.frame_bytes());
@@ -235,4 +263,20 @@ fn encode(samples: &[i16], wire: WireEncoding) -> Vec<u8> {
         WireEncoding::PcmS16le => samples.iter().flat_map(|s| s.to_le_bytes()).collect(),
         WireEncoding::PcmMulaw(law) => samples.iter().map(|&s| law.encode_sample(s)).collect(),
     }
+}
+
+/// Reads one masked client binary message from the start of `frame` (RFC 6455, section 5.2):
+/// appends its unmasked payload to `payload` and returns the message's length.
+fn unmask(frame: &[u8], payload: &mut Vec<u8>) -> usize {
+    assert_eq!(frame[0], 0x82, "FIN + binary");
+    assert_eq!(frame[1] & 0x80, 0x80, "masked");
+    let (len, header) = match frame[1] & 0x7F {
+        126 => (usize::from(u16::from_be_bytes([frame[2], frame[3]])), 4),
+        127 => panic!("an audio frame is never that long"),
+        n => (usize::from(n), 2),
+    };
+    let mask = &frame[header..header + 4];
+    let body = &frame[header + 4..header + 4 + len];
+    payload.extend(body.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    header + 4 + len
 }
