@@ -35,8 +35,10 @@ def assert_on_timeline(events: list[stt.SpeechEvent], offset: float) -> list[stt
         for alt in ev.alternatives:
             assert offset <= alt.start_time <= alt.end_time
             for word in alt.words or []:
+                start, end = word.start_time, word.end_time
+                assert isinstance(start, float) and isinstance(end, float)
                 assert word.start_time_offset == offset
-                assert alt.start_time <= word.start_time <= word.end_time <= alt.end_time
+                assert alt.start_time <= start <= end <= alt.end_time
         if ev.type == E.FINAL_TRANSCRIPT:
             finals.append(ev.alternatives[0])
     return finals
