@@ -6,12 +6,14 @@ seconds of audio pushed before, whatever connections carried that audio."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from livekit.agents import APIConnectOptions, stt
+from livekit.plugins import baseten
 
 from .fake_whisper import FakeWhisperServer
 from .test_stt import collect, make_stt, push, tone
@@ -168,3 +170,37 @@ async def test_the_onset_is_never_later_than_now(
     for ev in events:
         if ev.type == E.START_OF_SPEECH:
             assert ev.speech_start_time is not None and ev.speech_start_time <= ev.created_at
+
+
+async def test_the_fallback_adapter_moves_the_next_stream_onto_its_own_timeline(
+    server: FakeWhisperServer, http: aiohttp.ClientSession
+) -> None:
+    # LiveKit's FallbackAdapter sets each stream it opens to its own offset plus the time
+    # since it started: when the first STT fails, the second one's events stay on the
+    # adapter's timeline.
+    refusing = await FakeWhisperServer().start()
+    refusing.behaviour.reject_status = 401
+    try:
+        first = baseten.STT(api_key="k", model_endpoint=refusing.url, http_session=http)
+        second = make_stt(server, http)
+        adapter = stt.FallbackAdapter([first, second], retry_interval=60.0)
+        changed = asyncio.Event()
+        adapter.on("stt_availability_changed", lambda _: changed.set())
+        stream = adapter.stream()
+        stream.start_time_offset = 100.0
+        await asyncio.wait_for(changed.wait(), 10)  # the first one failed: the second listens
+        push(stream, tone(16000, 10 * F), 16000)
+        stream.end_input()
+        finals = [
+            ev.alternatives[0] for ev in await collect(stream) if ev.type == E.FINAL_TRANSCRIPT
+        ]
+        await stream.aclose()
+        await adapter.aclose()
+    finally:
+        await refusing.close()
+    (final,) = finals
+    # The second stream was opened moments after the adapter's: 100 s and a little.
+    assert 100.0 <= final.start_time < 101.0
+    assert final.end_time == pytest.approx(final.start_time + 10 * F)
+    assert final.words is not None
+    assert all(100.0 <= w.start_time_offset < 101.0 for w in final.words)  # type: ignore[operator]
