@@ -95,3 +95,11 @@ def failure_of(msg: aiohttp.WSMessage, ws: aiohttp.ClientWebSocketResponse) -> o
     over `max_msg_size`, a bad frame) in the message itself, and only other failures in
     `ws.exception()`."""
     return msg.data if isinstance(msg.data, BaseException) else ws.exception()
+
+
+def as_api_error(e: BaseException | None, doing: str) -> APIError:
+    """`e` as it reaches LiveKit: an APIError as it is, anything else (a socket that failed
+    while `doing` something) a retryable connection error."""
+    if isinstance(e, APIError):
+        return e
+    return APIConnectionError(f"Baseten connection lost while {doing}: {type(e).__name__}: {e}")

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 
-"""The client side of Baseten's streaming Whisper protocol: options and the messages sent.
+"""The client side of Baseten's streaming Whisper protocol: options, the messages sent, and
+what the server's errors mean.
 
 The server validates the first message with pydantic models that forbid unknown keys at every
 level, so exactly the documented keys are sent, and optional ones only when set. The protocol
@@ -9,11 +10,17 @@ is described in docs/protocols.md.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 
+from livekit.agents import APIConnectionError, APIError, APIStatusError
 from livekit.agents.language import LanguageCode
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
+from livekit.agents.utils import is_given
+from typing_extensions import TypedDict
 
+from . import _native
 from .models import MuLawFlavour, STTEncoding
 
 # Every wire frame is 32 ms: 512 samples once the server has the audio at 16 kHz.
@@ -102,3 +109,54 @@ def metadata_json(opts: STTOptions) -> str:
             },
         }
     )
+
+
+class STTOptionChanges(TypedDict, total=False):
+    """What `update_options` may change; the existing plugin's six, plus `prompt`."""
+
+    vad_threshold: NotGivenOr[float]
+    vad_min_silence_duration_ms: NotGivenOr[int]
+    vad_speech_pad_ms: NotGivenOr[int]
+    language: NotGivenOr[str]
+    language_options: NotGivenOr[list[str]]
+    prompt: NotGivenOr[str | None]
+    buffer_size_seconds: NotGivenOr[float]
+
+
+def check_buffer_size(buffer_size_seconds: float) -> None:
+    if abs(buffer_size_seconds - FRAME_SECONDS) > 1e-9:
+        raise ValueError(
+            f"buffer_size_seconds must be {FRAME_SECONDS} (Baseten's server takes frames "
+            f"of exactly 512 samples at 16 kHz), got {buffer_size_seconds}"
+        )
+
+
+def apply_changes(opts: STTOptions, changes: STTOptionChanges) -> STTOptions:
+    """A validated copy of `opts` with `changes` (NOT_GIVEN values are ignored)."""
+    new = dataclasses.replace(opts, language_options=list(opts.language_options))
+    if is_given(size := changes.get("buffer_size_seconds", NOT_GIVEN)):
+        check_buffer_size(size)
+    if is_given(threshold := changes.get("vad_threshold", NOT_GIVEN)):
+        new.vad_threshold = threshold
+    if is_given(silence := changes.get("vad_min_silence_duration_ms", NOT_GIVEN)):
+        new.vad_min_silence_duration_ms = silence
+    if is_given(pad := changes.get("vad_speech_pad_ms", NOT_GIVEN)):
+        new.vad_speech_pad_ms = pad
+    if is_given(language := changes.get("language", NOT_GIVEN)):
+        new.language = whisper_language(language)
+    if is_given(options := changes.get("language_options", NOT_GIVEN)):
+        new.language_options = [whisper_language(code) for code in options]
+    if is_given(prompt := changes.get("prompt", NOT_GIVEN)):
+        new.prompt = prompt
+    check_options(new)
+    return new
+
+
+def server_error(msg: _native.ServerError) -> APIError:
+    """An unrecoverable `error` message. Audio or configuration the server refuses will be
+    refused again: not retryable. Anything else (stream, transcription, socket trouble on the
+    server) may pass on a new connection."""
+    text = f"Baseten error {msg.error_type}: {msg.message}"
+    if msg.error_type in ("AUDIO_PROCESSING_ERROR", "CONFIGURATION_ERROR"):
+        return APIStatusError(text, status_code=400, body=msg.message, retryable=False)
+    return APIConnectionError(text, retryable=True)

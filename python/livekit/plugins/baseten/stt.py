@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import math
 import time
@@ -28,30 +27,33 @@ from livekit.agents import (
     APIConnectionError,
     APIConnectOptions,
     APIError,
-    APIStatusError,
     APITimeoutError,
     stt,
     utils,
 )
-from livekit.agents.language import LanguageCode
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import AudioBuffer, is_given
-from typing_extensions import TypedDict, Unpack
+from typing_extensions import Unpack
 
 from . import _native
 from ._audio_ledger import AudioLedger
 from ._endpoint import CHAIN_WS_URL, TRUSS_WS_URL, resolve_api_key, resolve_endpoint
 from ._frame_writer import FrameWriter, Wakeup
 from ._private_api import audio_frame_buffer, check_input_open, retry_interval
-from ._websocket import connect, failure_of
+from ._transcript_events import TranscriptEvents, joined
+from ._websocket import as_api_error, connect, failure_of
 from ._whisper_protocol import (
     END_AUDIO,
     FRAME_SECONDS,
     HEALTH_CHECK,
     WIRE_SAMPLE_RATES,
+    STTOptionChanges,
     STTOptions,
+    apply_changes,
+    check_buffer_size,
     check_options,
     metadata_json,
+    server_error,
     whisper_language,
 )
 from .log import logger
@@ -77,20 +79,6 @@ CLOSE_GRACE_S = 1.0
 USAGE_REPORT_S = 5.0
 _USAGE_REPORT_FRAMES = math.ceil(USAGE_REPORT_S / FRAME_SECONDS)
 
-_BUFFER_SIZE_SECONDS = FRAME_SECONDS
-
-
-class STTOptionChanges(TypedDict, total=False):
-    """What `update_options` may change; the existing plugin's six, plus `prompt`."""
-
-    vad_threshold: NotGivenOr[float]
-    vad_min_silence_duration_ms: NotGivenOr[int]
-    vad_speech_pad_ms: NotGivenOr[int]
-    language: NotGivenOr[str]
-    language_options: NotGivenOr[list[str]]
-    prompt: NotGivenOr[str | None]
-    buffer_size_seconds: NotGivenOr[float]
-
 
 class STT(stt.STT[None]):
     _TRUSS_URL_TEMPLATE = TRUSS_WS_URL
@@ -107,7 +95,7 @@ class STT(stt.STT[None]):
         sample_rate: NotGivenOr[int] = NOT_GIVEN,
         encoding: NotGivenOr[STTEncoding] = NOT_GIVEN,
         mulaw_flavour: MuLawFlavour = "continuous",
-        buffer_size_seconds: float = _BUFFER_SIZE_SECONDS,
+        buffer_size_seconds: float = FRAME_SECONDS,
         language: NotGivenOr[str] = NOT_GIVEN,
         language_options: list[str] | None = None,
         prompt: str | None = None,
@@ -165,7 +153,7 @@ class STT(stt.STT[None]):
                 f"got sample_rate={sample_rate}. Input frames may have any rate: the plugin "
                 "resamples them."
             )
-        _check_buffer_size(buffer_size_seconds)
+        check_buffer_size(buffer_size_seconds)
         self._opts = STTOptions(
             language=whisper_language(language if is_given(language) else "en"),
             encoding=enc,
@@ -269,13 +257,13 @@ class STT(stt.STT[None]):
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
             request_id=stream.request_id,
-            alternatives=[_join(finals, stream.language)],
+            alternatives=[joined(finals, stream.language)],
         )
 
     def update_options(self, **changes: Unpack[STTOptionChanges]) -> None:
         """Changes options (any of `STTOptionChanges`) for new streams and for every live
         stream, which reconnect with the new metadata, keeping the audio already pushed."""
-        self._opts = _apply_changes(self._opts, changes)
+        self._opts = apply_changes(self._opts, changes)
         for stream in list(self._streams):
             stream.update_options(**changes)
 
@@ -333,7 +321,7 @@ class SpeechStream(stt.SpeechStream):
         self._wakeup = Wakeup()  # the sender's: input ended, options changed, frames held back
         self._options_changed = False
         self._report_errors = True
-        self._speaking = False
+        self._transcripts = TranscriptEvents(onset=self._spoken_at)
         self._request_id = ""
         self._warned: set[str] = set()  # kinds of server trouble already logged (_warn_once)
         self._time_offset = 0.0
@@ -418,7 +406,7 @@ class SpeechStream(stt.SpeechStream):
     def update_options(self, **changes: Unpack[STTOptionChanges]) -> None:
         """Reconnects with new metadata. The current connection finishes first (end_audio,
         its last transcripts), and audio pushed meanwhile waits for the new one."""
-        self._opts = _apply_changes(self._opts, changes)
+        self._opts = apply_changes(self._opts, changes)
         self._options_changed = True
         self._writer = None  # audio pushed from now on is for the next connection
         self._wakeup.set()
@@ -486,7 +474,7 @@ class SpeechStream(stt.SpeechStream):
             try:
                 await ws.send_str(metadata_json(self._opts))
             except (aiohttp.ClientError, ConnectionError) as e:
-                raise _as_api_error(e, "sending metadata") from None
+                raise as_api_error(e, "sending metadata") from None
             # The audio no final covered goes first: the server may never have read it.
             self._ledger.open()
             self._writer = conn.writer
@@ -531,7 +519,7 @@ class SpeechStream(stt.SpeechStream):
                 await asyncio.wait({receiver}, timeout=CLOSE_GRACE_S)
                 if receiver.done() and receiver.exception() is None:
                     return receiver.result()
-                raise _as_api_error(error, "sending audio")
+                raise as_api_error(error, "sending audio")
             if done:
                 continue  # the sender finished normally: end_audio is out, a new deadline
             if time.monotonic() < deadline():
@@ -632,7 +620,8 @@ class SpeechStream(stt.SpeechStream):
                 )
             if msg.is_final:
                 ledger.confirm(msg.audio_end)
-            self._emit_transcript(msg, conn.request_id)
+            for event in self._transcripts.of(msg, conn.request_id, self._opts.language):
+                self._event_ch.send_nowait(event)
         elif isinstance(msg, _native.EndAudio):
             if msg.status == "finished" and conn.ending is not None:
                 ledger.confirm_all()
@@ -642,48 +631,10 @@ class SpeechStream(stt.SpeechStream):
                 kind = f"error {msg.error_type}"
                 self._warn_once(kind, "Baseten reported a recoverable error: %s", msg.message)
             else:
-                raise _server_error(msg)
+                raise server_error(msg)
         elif isinstance(msg, _native.UnknownMessage):
             logger.debug("ignoring a Baseten message of type %r", msg.kind)
         return None
-
-    def _emit_transcript(self, t: _native.Transcription, request_id: str) -> None:
-        send = self._event_ch.send_nowait
-        said: list[stt.SpeechData] = []
-        if t.text:
-            if not self._speaking:
-                self._speaking = True
-                send(
-                    stt.SpeechEvent(
-                        stt.SpeechEventType.START_OF_SPEECH,
-                        request_id=request_id,
-                        speech_start_time=self._spoken_at(t.audio_start),
-                    )
-                )
-            data = stt.SpeechData(
-                language=_language_code(t.language or self._opts.language),
-                text=t.text,
-                start_time=t.start,
-                end_time=t.end,
-                confidence=t.confidence if t.confidence is not None else 0.0,
-                words=t.words,
-            )
-            kind = (
-                stt.SpeechEventType.FINAL_TRANSCRIPT
-                if t.is_final
-                else stt.SpeechEventType.INTERIM_TRANSCRIPT
-            )
-            send(stt.SpeechEvent(kind, request_id=request_id, alternatives=[data]))
-            said = [data]
-        if t.is_final and self._speaking:
-            self._speaking = False
-            # The final's alternative tells LiveKit when the speech ended (its end_time on the
-            # caller's timeline), for an honest transcription delay and turn timing.
-            send(
-                stt.SpeechEvent(
-                    stt.SpeechEventType.END_OF_SPEECH, request_id=request_id, alternatives=said
-                )
-            )
 
     def _spoken_at(self, seconds: float) -> float | None:
         """When `seconds` of the live connection's audio was spoken, on the wall clock, taking
@@ -709,70 +660,3 @@ class SpeechStream(stt.SpeechStream):
                     ),
                 )
             )
-
-
-@functools.lru_cache(maxsize=128)
-def _language_code(code: str) -> LanguageCode:
-    """One LanguageCode per code, shared by every event: a stream names the same language in
-    each of its transcripts, and a fresh one per event is one more object for the garbage
-    collector to walk (and a normalisation) per transcript, hundreds of times a second."""
-    return LanguageCode(code)
-
-
-def _check_buffer_size(buffer_size_seconds: float) -> None:
-    if abs(buffer_size_seconds - _BUFFER_SIZE_SECONDS) > 1e-9:
-        raise ValueError(
-            f"buffer_size_seconds must be {_BUFFER_SIZE_SECONDS} (Baseten's server takes frames "
-            f"of exactly 512 samples at 16 kHz), got {buffer_size_seconds}"
-        )
-
-
-def _apply_changes(opts: STTOptions, changes: STTOptionChanges) -> STTOptions:
-    """A validated copy of `opts` with `changes` (NOT_GIVEN values are ignored)."""
-    new = dataclasses.replace(opts, language_options=list(opts.language_options))
-    if is_given(size := changes.get("buffer_size_seconds", NOT_GIVEN)):
-        _check_buffer_size(size)
-    if is_given(threshold := changes.get("vad_threshold", NOT_GIVEN)):
-        new.vad_threshold = threshold
-    if is_given(silence := changes.get("vad_min_silence_duration_ms", NOT_GIVEN)):
-        new.vad_min_silence_duration_ms = silence
-    if is_given(pad := changes.get("vad_speech_pad_ms", NOT_GIVEN)):
-        new.vad_speech_pad_ms = pad
-    if is_given(language := changes.get("language", NOT_GIVEN)):
-        new.language = whisper_language(language)
-    if is_given(options := changes.get("language_options", NOT_GIVEN)):
-        new.language_options = [whisper_language(code) for code in options]
-    if is_given(prompt := changes.get("prompt", NOT_GIVEN)):
-        new.prompt = prompt
-    check_options(new)
-    return new
-
-
-def _as_api_error(e: BaseException | None, doing: str) -> APIError:
-    if isinstance(e, APIError):
-        return e
-    return APIConnectionError(f"Baseten connection lost while {doing}: {type(e).__name__}: {e}")
-
-
-def _server_error(msg: _native.ServerError) -> APIError:
-    """An unrecoverable `error` message. Audio or configuration the server refuses will be
-    refused again: not retryable. Anything else (stream, transcription, socket trouble on the
-    server) may pass on a new connection."""
-    text = f"Baseten error {msg.error_type}: {msg.message}"
-    if msg.error_type in ("AUDIO_PROCESSING_ERROR", "CONFIGURATION_ERROR"):
-        return APIStatusError(text, status_code=400, body=msg.message, retryable=False)
-    return APIConnectionError(text, retryable=True)
-
-
-def _join(finals: list[stt.SpeechData], language: str) -> stt.SpeechData:
-    if not finals:
-        return stt.SpeechData(language=LanguageCode(language), text="")
-    words = [w for f in finals for w in f.words or []]
-    return stt.SpeechData(
-        language=finals[0].language,
-        text=" ".join(f.text for f in finals),
-        start_time=finals[0].start_time,
-        end_time=finals[-1].end_time,
-        confidence=sum(f.confidence for f in finals) / len(finals),
-        words=words,
-    )
