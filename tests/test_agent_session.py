@@ -163,16 +163,16 @@ async def test_stt_turns_over_ten_minutes_with_an_interruption_a_handoff_and_a_r
         u1,
         Silence(1.8),  # the agent starts its reply...
         u2,  # ...and is interrupted by the next question
-        Silence(4.0),
+        Silence(2.5),
         Silence(270.0, fast=True),
         Speech(u3.text, u3.pcm[:half]),
         Cue("cut"),  # the STT connection dies mid-sentence
         Speech(u3.text, u3.pcm[half:], continues=True),
-        Silence(4.0),
+        Silence(2.5),
         Cue("handoff"),  # a new agent: a new STT stream, four minutes into the input
         Silence(330.0, fast=True),
         u4,
-        Silence(4.0),
+        Silence(2.0),
     ]
     try:
         record, microphone, speaker = await run_session(
@@ -205,11 +205,11 @@ async def test_vad_turns_with_a_handoff(
     script: list[Part] = [
         Silence(1.0),
         u1,
-        Silence(5.0),
+        Silence(2.5),
         Cue("handoff"),
         Silence(60.0, fast=True),
         u2,
-        Silence(4.0),
+        Silence(2.0),
     ]
     record, microphone, _ = await run_session(
         script,

@@ -74,10 +74,20 @@ class AudioLedger:
 
     def push(self, frames: list[bytes]) -> None:
         """Queues `frames` (the stream's next audio) for a socket."""
-        self._frames.extend(frames)
+        kept = self._frames
+        kept.extend(frames)
         self._pushed += len(frames)
-        if len(self._frames) > self._max_frames:
-            self._drop_oldest(len(self._frames) - self._max_frames)
+        excess = len(kept) - self._max_frames
+        if excess > 0:
+            if self._first + excess <= self._next:
+                # The usual case, through any long silence (no finals): the oldest frames the
+                # live connection sent stop being resendable. Inline: it happens every frame.
+                self._first += excess
+                while excess:
+                    kept.popleft()
+                    excess -= 1
+            else:
+                self._drop_oldest(excess)
 
     @property
     def queued(self) -> int:
