@@ -351,17 +351,29 @@ async def test_a_close_mid_stream_reconnects_and_loses_no_audio(
     assert sum(usage) == pytest.approx(len(received) / 1024 * 0.032)
 
 
-async def test_usage_is_reported_every_five_seconds_of_audio_sent(
+async def test_usage_is_reported_once_five_seconds_of_audio_were_sent(
     server: FakeWhisperServer, http: aiohttp.ClientSession
 ) -> None:
-    stream = make_stt(server, http).stream()  # no finals until the end: usage is not tied to them
+    # No finals: usage is not tied to them. A short timeout makes the sender check often.
+    options = APIConnectOptions(max_retry=0, timeout=0.4)
+    stream = make_stt(server, http).stream(conn_options=options)
     await server.progress.until(lambda: bool(server.sessions and server.sessions[0].metadata))
-    # Pushed as it would arrive, onto an open connection: each frame goes out at once.
-    push(stream, tone(16000, 375 * 0.032), 16000)  # 375 frames: 157 make the first 5 s
+    push(stream, tone(16000, 200 * 0.032), 16000)  # 200 frames: over the 157 that make 5 s
+
+    async def first_usage() -> float:
+        async for ev in stream:
+            if ev.recognition_usage is not None:
+                return ev.recognition_usage.audio_duration
+        raise AssertionError("the stream ended without reporting usage")
+
+    # Before the stream ends: all that was sent by then.
+    assert await asyncio.wait_for(first_usage(), 5) == pytest.approx(200 * 0.032)
+    push(stream, tone(16000, 10 * 0.032), 16000)  # under 5 s more: reported at the end
     stream.end_input()
-    events = await collect(stream)
-    usage = [ev.recognition_usage.audio_duration for ev in events if ev.recognition_usage]
-    assert usage == pytest.approx([157 * 0.032, 157 * 0.032, 61 * 0.032])
+    rest = [
+        ev.recognition_usage.audio_duration for ev in await collect(stream) if ev.recognition_usage
+    ]
+    assert rest == [pytest.approx(10 * 0.032)]
 
 
 async def test_audio_sent_in_one_burst_is_reported_at_once(
@@ -372,8 +384,7 @@ async def test_audio_sent_in_one_burst_is_reported_at_once(
     stream.end_input()
     events = await collect(stream)
     usage = [ev.recognition_usage.audio_duration for ev in events if ev.recognition_usage]
-    assert sum(usage) == pytest.approx(375 * 0.032)
-    assert len(usage) < 3
+    assert usage == [pytest.approx(375 * 0.032)]
 
 
 async def test_a_stream_closed_midway_reports_the_audio_it_sent(

@@ -73,9 +73,10 @@ HEALTHY_CONNECTION_S = 60.0
 # When sending fails, how long the receiver may still report that the server finished (a
 # server that closes right after `finished` makes the last send fail).
 CLOSE_GRACE_S = 1.0
-# RECOGNITION_USAGE goes out for every this many seconds of audio sent (and for the rest when
+# RECOGNITION_USAGE goes out once this many seconds of audio were sent (and for the rest when
 # the stream ends), as LiveKit's own streaming plugins report it: not with each final, where
-# it would delay END_OF_SPEECH and, with many streams finalising together, other finals.
+# it would delay END_OF_SPEECH and, with many streams finalising together, other finals. The
+# sender task checks as it wakes (at least every keepalive / 2), never push_frame.
 USAGE_REPORT_S = 5.0
 _USAGE_REPORT_FRAMES = math.ceil(USAGE_REPORT_S / FRAME_SECONDS)
 
@@ -325,7 +326,6 @@ class SpeechStream(stt.SpeechStream):
         self._request_id = ""
         self._warned: set[str] = set()  # kinds of server trouble already logged (_warn_once)
         self._time_offset = 0.0
-        self._usage_countdown = _USAGE_REPORT_FRAMES
         # The wall-clock time at which the first frame pushed began: where the input's time 0
         # was spoken, for a live microphone.
         self._input_started_at: float | None = None
@@ -392,10 +392,6 @@ class SpeechStream(stt.SpeechStream):
         writer = self._writer
         if writer is not None and writer.pump():
             self._wakeup.set()  # the socket pushed back: the sender takes over
-        # Usage is due no sooner than this many frames from now: the ledger is asked then.
-        self._usage_countdown -= len(frames)
-        if self._usage_countdown <= 0:
-            self._report_usage(_USAGE_REPORT_FRAMES)
 
     def end_input(self) -> None:
         """No more audio: the stream sends what is left, asks the server to finish, emits the
@@ -648,9 +644,7 @@ class SpeechStream(stt.SpeechStream):
     def _report_usage(self, at_least: int = 1) -> None:
         """RECOGNITION_USAGE (LiveKit's STT metrics) for the audio sent for the first time
         since the last report, once there is `at_least` that many frames of it."""
-        frames = self._ledger.take_usage(at_least)
-        self._usage_countdown = _USAGE_REPORT_FRAMES - self._ledger.unreported_frames
-        if frames:
+        if frames := self._ledger.take_usage(at_least):
             self._event_ch.send_nowait(
                 stt.SpeechEvent(
                     stt.SpeechEventType.RECOGNITION_USAGE,
