@@ -92,8 +92,10 @@ def test_48k_to_8k_mulaw_frames() -> None:
 
 
 def test_latency_is_reported() -> None:
+    # The resampling filter's look-ahead: 51 samples at 48 kHz, 90 for 8 kHz output.
     assert _native.SendPipeline(16000, 1, "pcm_s16le").added_latency_s == 0.0
-    assert 0.005 < _native.SendPipeline(48000, 1, "pcm_s16le").added_latency_s <= 0.015
+    assert _native.SendPipeline(48000, 1, "pcm_s16le").added_latency_s == 51 / 48000
+    assert _native.SendPipeline(48000, 1, "pcm_mulaw").added_latency_s == 90 / 48000
 
 
 def test_audio_frame_buffers_are_accepted() -> None:

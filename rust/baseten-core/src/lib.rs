@@ -56,10 +56,6 @@ pub enum AudioError {
         /// The new input's (sample rate, channels).
         got: (u32, u32),
     },
-    /// rubato refused a block. The buffers are sized from rubato's own figures, so this is a
-    /// bug in this crate: reported as an error rather than a panic, which would unwind into the
-    /// caller's Python task as a `PanicException` that `except Exception` does not catch.
-    Resampler(String),
     /// A frame size that is zero, too large, or not a whole number of samples.
     FrameSize {
         /// The frame size asked for, in bytes.
@@ -98,7 +94,6 @@ impl fmt::Display for AudioError {
                  {} Hz x {} then {} Hz x {}",
                 expected.0, expected.1, got.0, got.1
             ),
-            AudioError::Resampler(why) => write!(f, "the resampler failed: {why}"),
             AudioError::FrameSize { frame_bytes, sample_bytes } => write!(
                 f,
                 "frame size must be a positive whole number of {sample_bytes}-byte samples, \

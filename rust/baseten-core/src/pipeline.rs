@@ -11,9 +11,7 @@
 //! for the socket.
 
 use crate::mulaw::MuLaw;
-use crate::pcm::{
-    extend_le, f32_to_i16, samples_le, MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE,
-};
+use crate::pcm::{downmix_le, extend_le, MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
 use crate::rebuffer::Rebuffer;
 use crate::resample::StreamResampler;
 use crate::websocket;
@@ -83,7 +81,7 @@ enum Path {
     Convert {
         /// The start of an input sample frame (all channels) split across pushes.
         carry: Vec<u8>,
-        /// Boxed: it is large, and most streams (16 kHz mono) never have one.
+        /// Boxed: most streams (16 kHz mono) never have one.
         resampler: Option<Box<StreamResampler>>,
         /// Wire-rate samples not yet making a whole frame.
         pending: Vec<i16>,
@@ -151,7 +149,8 @@ impl SendPipeline {
         self.encoding
     }
 
-    /// Worst-case latency the resampler adds, in seconds (0 when none is needed).
+    /// The latency the resampler adds, in seconds (0 when none is needed): its filter's
+    /// look-ahead.
     pub fn added_latency_s(&self) -> f64 {
         match &self.path {
             Path::Convert { resampler: Some(r), .. } => r.added_latency_s(),
@@ -218,12 +217,12 @@ impl SendPipeline {
             carry.extend_from_slice(&pcm[..take]);
             pcm = &pcm[take..];
             if carry.len() == stride {
-                convert(carry, self.channels, resampler.as_deref_mut(), pending)?;
+                convert(carry, self.channels, resampler.as_deref_mut(), pending);
                 carry.clear();
             }
         }
         let whole = pcm.len() - pcm.len() % stride;
-        convert(&pcm[..whole], self.channels, resampler.as_deref_mut(), pending)?;
+        convert(&pcm[..whole], self.channels, resampler.as_deref_mut(), pending);
         carry.extend_from_slice(&pcm[whole..]);
         Ok(emit_frames(pending, self.encoding, out))
     }
@@ -234,7 +233,7 @@ impl SendPipeline {
             Path::Convert { resampler, pending, .. } => (resampler, pending),
         };
         if let Some(r) = resampler.as_mut() {
-            r.flush(pending)?;
+            r.flush(pending);
         }
         let mut frames = emit_frames(pending, self.encoding, out);
         if !pending.is_empty() {
@@ -255,29 +254,16 @@ fn convert(
     channels: usize,
     resampler: Option<&mut StreamResampler>,
     pending: &mut Vec<i16>,
-) -> Result<(), AudioError> {
-    if channels == 1 {
-        let mono = samples_le(pcm);
-        return match resampler {
-            None => {
-                pending.extend(mono);
-                Ok(())
-            }
-            Some(r) => r.push(mono.map(f32::from), pending),
-        };
-    }
-    let n = channels as f32;
-    let mono = pcm.chunks_exact(channels * 2).map(|frame| {
-        let sum: i32 = samples_le(frame).map(i32::from).sum();
-        // Exact: |sum| <= 32 * 32768 fits f32's 24-bit mantissa.
-        sum as f32 / n
-    });
+) {
+    let frames = pcm.len() / (channels * 2);
     match resampler {
         None => {
-            pending.extend(mono.map(f32_to_i16));
-            Ok(())
+            let start = pending.len();
+            pending.resize(start + frames, 0);
+            downmix_le(pcm, channels, &mut pending[start..]);
         }
-        Some(r) => r.push(mono, pending),
+        // Decoded (and downmixed) straight into the resampler's buffer.
+        Some(r) => r.push_with(frames, |mono| downmix_le(pcm, channels, mono), pending),
     }
 }
 

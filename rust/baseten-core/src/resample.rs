@@ -1,36 +1,348 @@
 // SPDX-License-Identifier: Apache-2.0
 
-//! Streaming sample-rate conversion of mono audio, on rubato's synchronous FFT resampler.
+//! Streaming sample-rate conversion of mono int16 audio: a polyphase FIR resampler.
 //!
-//! The wrapper makes rubato's chunked API fit a stream of arbitrary pushes:
-//! * input is gathered into the resampler's fixed chunk (about 10 ms);
-//! * the resampler's startup delay is trimmed, so output sample `k` lines up with input time
-//!   `k / out_rate` (Baseten reports word times relative to the audio it received);
-//! * [`StreamResampler::flush`] pushes the tail out with zeros and trims it, so that after a
-//!   flush exactly `round(n_in * out_rate / in_rate)` samples have come out for `n_in` in.
+//! The ratio `out_rate / in_rate` is reduced by the rates' gcd to `L / M`. Output sample `k`
+//! sits at input time `k * M / L` (`q` whole input samples plus phase `p / L`) and is one dot
+//! product of phase `p`'s taps with the input around it: the filter is symmetric about the
+//! output's own time, so there is no delay to trim, and `n` input samples make
+//! `round(n * out_rate / in_rate)` outputs once [`StreamResampler::flush`] has zero-padded the
+//! tail.
+//!
+//! * **Filters.** One immutable table per rate pair, shared by every stream of that pair
+//!   (built at first use). The common pairs (48, 24, 16, 32 and 96 kHz to 16 and 8 kHz) use
+//!   equiripple designs made offline by `tools/design_filters.py` (the generated
+//!   `resample/designed.rs`); other pairs get a Kaiser-windowed sinc designed at construction.
+//!   Both are held to the same bar: within 0.1 dB to 7 kHz (16 kHz out) or 3.4 kHz (8 kHz
+//!   out), at least 65 dB down from 8.5 kHz (4.25 kHz) to the input's Nyquist.
+//! * **Arithmetic.** Coefficients are int16, each phase summing to exactly `2^shift` (unity
+//!   gain at DC); products are summed exactly (int32 lanes that cannot overflow, a property of
+//!   each table that the tests check, then int64), and the sum is rounded half up
+//!   (`(acc + 2^(shift-1)) >> shift`, an arithmetic shift) and saturated to int16. So the
+//!   AVX2, SSE2, NEON and scalar kernels give bit-identical output.
+//! * **State.** Per stream only the input not yet fully used (fewer samples than a phase has
+//!   taps) and the position of the next output.
 
-use audioadapter_buffers::direct::SequentialSlice;
-use rubato::{Fft, FixedSync, Resampler};
+mod designed;
+mod kernels;
 
-use crate::pcm::{f32_to_i16, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use crate::pcm::{MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
 use crate::AudioError;
 
-/// The longest resampling block accepted, in seconds of input. rubato's blocks are whole
-/// multiples of `in_rate / gcd(in_rate, out_rate)` samples, which every standard rate keeps at
-/// 40 ms or less, but which is a whole second for a rate like 44 099 Hz.
+pub(crate) use kernels::Kernel;
+
+/// The longest resampling block accepted, in seconds of input: `in_rate / gcd(in_rate,
+/// out_rate)` samples, the input that spans one cycle of output phases. Every standard rate
+/// keeps it at 40 ms or less; a rate like 44 099 Hz would need a whole second (16 000 phases),
+/// and is refused.
 pub const MAX_BLOCK_S: f64 = 0.05;
+
+/// Rates whose run-time designs stay cached for the life of the process once built; a design
+/// for any other rate is dropped when its last stream is.
+const STANDARD_RATES: [u32; 10] =
+    [8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 96_000];
+
+/// Stopband attenuation the run-time Kaiser designs aim for before int16 quantization: the
+/// bar is 65 dB, and quantization costs a few. With several phases, the spurs beside a tone
+/// are the prototype's response at the tone's images, far into the stopband, where a Kaiser
+/// window's sidelobes fall: 80 dB there keeps a 1 kHz tone's spurs below -85 dB.
+const KAISER_ATTENUATION_DB: [f64; 2] = [72.0, 80.0];
+
+/// Taps per phase are a multiple of this: the widest kernel reads 16 int16 at a time.
+const LANES: usize = 16;
+
+/// A filter as `tools/design_filters.py` writes it: `phases` rows of `taps` coefficients,
+/// tap `j` of phase `p` multiplying input `q + first + j` for an output at `q + p / L`.
+#[derive(Debug)]
+pub(crate) struct Designed {
+    in_rate: u32,
+    out_rate: u32,
+    phases: usize,
+    taps: usize,
+    first: isize,
+    shift: u32,
+    coefs: &'static [i16],
+}
+
+/// One rate pair's filter as the kernels read it, shared by every stream of the pair.
+#[derive(Debug)]
+pub(crate) struct Filter {
+    in_rate: u32,
+    out_rate: u32,
+    /// `L`: the output phases (the reduced output rate).
+    phases: usize,
+    /// `M`: the reduced input rate; each output is `M / L` input samples after the last.
+    step: usize,
+    /// Taps per phase: a multiple of [`LANES`], zeros at the start of a phase when padded.
+    taps: usize,
+    /// Input offset of tap 0 from the output's whole input position `q` (never positive).
+    first: isize,
+    /// The coefficients' fixed-point scale: each phase sums to `2^shift`.
+    shift: u32,
+    /// `phases` rows of `taps`.
+    coefs: Box<[i16]>,
+}
+
+impl Filter {
+    /// Pads each of the `phases` rows of `width` coefficients at its start to whole lanes.
+    fn new(
+        (in_rate, out_rate): (u32, u32),
+        phases: usize,
+        width: usize,
+        first: isize,
+        shift: u32,
+        rows: &[i16],
+    ) -> Self {
+        let taps = width.div_ceil(LANES) * LANES;
+        let pad = taps - width;
+        let mut coefs = vec![0i16; phases * taps];
+        for (dst, src) in coefs.chunks_exact_mut(taps).zip(rows.chunks_exact(width)) {
+            dst[pad..].copy_from_slice(src);
+        }
+        let (_, step) = ratio(in_rate, out_rate);
+        Self {
+            in_rate,
+            out_rate,
+            phases,
+            step: step as usize,
+            taps,
+            first: first - pad as isize,
+            shift,
+            coefs: coefs.into_boxed_slice(),
+        }
+    }
+
+    /// Phase `p`'s taps.
+    #[inline]
+    fn phase(&self, p: usize) -> &[i16] {
+        &self.coefs[p * self.taps..(p + 1) * self.taps]
+    }
+
+    /// Input samples after an output's own time that it needs: its look-ahead.
+    fn lookahead(&self) -> usize {
+        (self.first + self.taps as isize - 1).max(0) as usize
+    }
+
+    /// Input samples before the first output's first tap (silence, at the start).
+    fn lead(&self) -> usize {
+        self.first.unsigned_abs()
+    }
+}
+
+/// `(L, M)`: the output and input rates divided by their gcd.
+fn ratio(in_rate: u32, out_rate: u32) -> (u32, u32) {
+    let (mut a, mut b) = (in_rate, out_rate);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    let g = a.max(1);
+    (out_rate / g, in_rate / g)
+}
+
+/// `(pass edge, stop edge)` in Hz: 7 kHz and 8.5 kHz for 16 kHz output, 3.4 kHz and
+/// 4.25 kHz for 8 kHz; relative to the lower of the two rates, so an upsampler keeps the
+/// input's band and rejects its images. The same as `band_edges` in the design script.
+fn band_edges(in_rate: u32, out_rate: u32) -> (f64, f64) {
+    let low = f64::from(in_rate.min(out_rate));
+    let pass = if low <= 8_000.0 { 0.425 } else { 0.4375 };
+    (low * pass, low * 17.0 / 32.0)
+}
+
+/// The zeroth-order modified Bessel function of the first kind, by its power series.
+fn bessel_i0(x: f64) -> f64 {
+    let (mut sum, mut term, mut k) = (1.0, 1.0, 1.0);
+    let half = x / 2.0;
+    while term > sum * 1e-16 {
+        term *= (half / k) * (half / k);
+        sum += term;
+        k += 1.0;
+    }
+    sum
+}
+
+/// A Kaiser-windowed sinc for `in_rate -> out_rate`, at `L * in_rate`, as phase rows:
+/// `(rows, width, first)`.
+fn kaiser_rows(in_rate: u32, out_rate: u32) -> (Vec<f64>, usize, isize) {
+    let (phases, _) = ratio(in_rate, out_rate);
+    let l = phases as isize;
+    let fs = f64::from(phases) * f64::from(in_rate);
+    let (pass, stop) = band_edges(in_rate, out_rate);
+    let cutoff = (pass + stop) / 2.0 / fs;
+    let width = (stop - pass) / fs;
+    let a = KAISER_ATTENUATION_DB[usize::from(phases > 1)];
+    let beta = 0.1102 * (a - 8.7);
+    // Kaiser's estimate of the length for attenuation `a` over transition `width`.
+    let taps = (a - 7.95) / (2.285 * 2.0 * std::f64::consts::PI * width);
+    let half = (taps / 2.0).ceil() as isize;
+    let norm = bessel_i0(beta);
+    // The prototype is symmetric: its taps at 0..=half, mirrored below.
+    let taps: Vec<f64> = (0..=half)
+        .map(|i| {
+            let x = i as f64;
+            let sinc = if i == 0 {
+                2.0 * cutoff
+            } else {
+                (2.0 * std::f64::consts::PI * cutoff * x).sin() / (std::f64::consts::PI * x)
+            };
+            let r = x / half as f64;
+            sinc * bessel_i0(beta * (1.0 - r * r).max(0.0).sqrt()) / norm
+        })
+        .collect();
+    let first = -(half / l);
+    let last = (l - 1 + half) / l;
+    let cols = (last - first + 1) as usize;
+    let mut rows = vec![0.0; phases as usize * cols];
+    for p in 0..l {
+        for col in 0..cols {
+            let i = (first + col as isize) * l - p;
+            if let Some(&tap) = taps.get(i.unsigned_abs()) {
+                rows[p as usize * cols + col] = tap;
+            }
+        }
+    }
+    (rows, cols, first)
+}
+
+/// Each row scaled to sum to `2^shift` and rounded, the remainder given to the taps whose
+/// rounding moved them furthest the other way.
+///
+/// With several phases (`shaped`), the phases' rounding errors differ, and their differences
+/// are spurs beside every tone; so each phase's rounding error is pushed away from the low
+/// frequencies where speech has its energy (first-order error feedback along its taps).
+fn quantize(rows: &[f64], width: usize, shift: u32, shaped: bool) -> Vec<i64> {
+    let total = 1i64 << shift;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows.chunks_exact(width) {
+        let sum: f64 = row.iter().sum();
+        let exact: Vec<f64> = row.iter().map(|&c| c / sum * total as f64).collect();
+        let mut q: Vec<i64> = Vec::with_capacity(width);
+        let mut carried = 0.0;
+        for &x in &exact {
+            let v = x + if shaped { carried } else { 0.0 };
+            let r = v.round();
+            carried = v - r;
+            q.push(r as i64);
+        }
+        let short = total - q.iter().sum::<i64>();
+        if short != 0 {
+            let sign = short.signum();
+            let mut order: Vec<usize> = (0..width).collect();
+            let err = |i: usize| (exact[i] - q[i] as f64) * sign as f64;
+            order.sort_by(|&a, &b| err(b).total_cmp(&err(a)));
+            for &i in order.iter().cycle().take(short.unsigned_abs() as usize) {
+                q[i] += sign;
+            }
+        }
+        out.extend(q);
+    }
+    out
+}
+
+/// Whether no int32 lane of any kernel can overflow with these coefficients, padded at the
+/// start of each row to whole [`LANES`]: a lane sums the taps whose padded index mod 16 is
+/// `2l` or `2l + 1` (NEON's lanes one index each, a subset), so `32768` times their sum of
+/// `|c|` must fit in an int32. The lanes are added up in int64.
+fn lanes_fit(q: &[i64], width: usize) -> bool {
+    let pad = width.div_ceil(LANES) * LANES - width;
+    q.chunks_exact(width).all(|row| {
+        let mut lanes = [0i64; LANES / 2];
+        for (j, c) in row.iter().enumerate() {
+            lanes[(j + pad) % LANES / 2] += c.abs();
+        }
+        lanes.iter().all(|&s| 32_768 * s <= i64::from(i32::MAX))
+    })
+}
+
+/// The run-time design for a pair without a designed table.
+fn kaiser_filter(in_rate: u32, out_rate: u32) -> Filter {
+    let (phases, _) = ratio(in_rate, out_rate);
+    let (rows, width, first) = kaiser_rows(in_rate, out_rate);
+    // The finest scale that keeps every coefficient an int16 and every lane in an int32;
+    // 12 always does (a lowpass' taps and their absolute sum are a few times its DC gain).
+    let (q, shift) = (12..=17)
+        .rev()
+        .map(|shift| (quantize(&rows, width, shift, phases > 1), shift))
+        .find(|(q, _)| q.iter().all(|c| c.abs() <= 32_767) && lanes_fit(q, width))
+        .unwrap_or_else(|| (quantize(&rows, width, 12, phases > 1), 12));
+    let q: Vec<i16> = q.iter().map(|&c| c.clamp(-32_768, 32_767) as i16).collect();
+    Filter::new((in_rate, out_rate), phases as usize, width, first, shift, &q)
+}
+
+/// The filter for a pair: its designed table, or a Kaiser design. Equal rates get a one-tap
+/// identity.
+fn build_filter(in_rate: u32, out_rate: u32) -> Filter {
+    if in_rate == out_rate {
+        return Filter::new((in_rate, out_rate), 1, 1, 0, 14, &[1 << 14]);
+    }
+    match designed::DESIGNED.iter().find(|d| (d.in_rate, d.out_rate) == (in_rate, out_rate)) {
+        Some(d) => Filter::new((in_rate, out_rate), d.phases, d.taps, d.first, d.shift, d.coefs),
+        None => kaiser_filter(in_rate, out_rate),
+    }
+}
+
+/// Designs for rates outside the standard ones kept once no stream uses them: the latest few,
+/// so that streams reconnecting at an odd rate do not design its filter each time.
+const KEPT_ODD_DESIGNS: usize = 4;
+
+/// The filters built so far.
+#[derive(Default)]
+struct Cache {
+    filters: HashMap<(u32, u32), Arc<Filter>>,
+    /// Non-standard pairs, the most recently built last.
+    odd: VecDeque<(u32, u32)>,
+}
+
+/// The shared filter for a pair, built at first use. A non-standard pair's design is dropped
+/// once no stream uses it and [`KEPT_ODD_DESIGNS`] newer ones have been built, so odd rates
+/// cannot pile up tables (the largest, for rates near 192 kHz, are about 1 MB).
+fn filter_for(in_rate: u32, out_rate: u32) -> Arc<Filter> {
+    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
+    let mut cache =
+        CACHE.get_or_init(Default::default).lock().unwrap_or_else(PoisonError::into_inner);
+    let key = (in_rate, out_rate);
+    if let Some(f) = cache.filters.get(&key) {
+        return Arc::clone(f);
+    }
+    let f = Arc::new(build_filter(in_rate, out_rate));
+    cache.filters.insert(key, Arc::clone(&f));
+    if !(STANDARD_RATES.contains(&in_rate) && STANDARD_RATES.contains(&out_rate)) {
+        cache.odd.push_back(key);
+        let Cache { filters, odd } = &mut *cache;
+        let older = odd.len().saturating_sub(KEPT_ODD_DESIGNS);
+        let mut index = 0;
+        odd.retain(|k| {
+            index += 1;
+            let keep = index > older || filters.get(k).is_some_and(|f| Arc::strong_count(f) > 1);
+            if !keep {
+                filters.remove(k);
+            }
+            keep
+        });
+    }
+    f
+}
+
+thread_local! {
+    /// Where a push lays the stream's kept input and the new samples end to end: one buffer
+    /// per thread, warm in the cache whichever of hundreds of streams pushes.
+    static SCRATCH: RefCell<Vec<i16>> = const { RefCell::new(Vec::new()) };
+}
 
 /// A mono resampler for a stream that arrives in pieces of any size.
 pub struct StreamResampler {
-    fft: Fft<f32>,
-    in_rate: u32,
-    out_rate: u32,
-    chunk_in: usize,
-    /// Input not yet resampled; always shorter than `chunk_in` between calls.
-    pending: Vec<f32>,
-    scratch_out: Vec<f32>,
-    /// Leading output samples still to drop (the resampler's delay).
-    to_skip: usize,
+    filter: Arc<Filter>,
+    kernel: Kernel,
+    /// Input from the next output's first tap on: fewer samples than a phase has taps.
+    kept: Vec<i16>,
+    /// The next output's phase, `0..L`.
+    phase: usize,
+    /// Input samples to pass over before the next output's first tap (when `M / L` exceeds
+    /// a phase's taps; `kept` is empty then).
+    skip: usize,
     taken_in: u64,
     emitted_out: u64,
 }
@@ -38,317 +350,137 @@ pub struct StreamResampler {
 impl std::fmt::Debug for StreamResampler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamResampler")
-            .field("in_rate", &self.in_rate)
-            .field("out_rate", &self.out_rate)
-            .field("chunk_in", &self.chunk_in)
+            .field("in_rate", &self.filter.in_rate)
+            .field("out_rate", &self.filter.out_rate)
+            .field("phases", &self.filter.phases)
+            .field("taps", &self.filter.taps)
+            .field("kernel", &self.kernel)
             .finish_non_exhaustive()
     }
-}
-
-/// The fewest input samples that map to a whole number of output samples.
-fn smallest_block(in_rate: u32, out_rate: u32) -> u32 {
-    let (mut a, mut b) = (in_rate, out_rate);
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    in_rate / a.max(1)
 }
 
 impl StreamResampler {
     /// A resampler from `in_rate` to `out_rate` Hz.
     pub fn new(in_rate: u32, out_rate: u32) -> Result<Self, AudioError> {
+        Self::with_kernel(in_rate, out_rate, Kernel::best())
+    }
+
+    pub(crate) fn with_kernel(
+        in_rate: u32,
+        out_rate: u32,
+        kernel: Kernel,
+    ) -> Result<Self, AudioError> {
         for rate in [in_rate, out_rate] {
             if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&rate) {
                 return Err(AudioError::SampleRate(rate));
             }
         }
-        // Refused before rubato plans its FFT, which for such rates takes tens of ms: a caller
-        // sending odd rates must not stall the event loop.
-        if smallest_block(in_rate, out_rate) as f64 > MAX_BLOCK_S * f64::from(in_rate) {
+        let (_, block) = ratio(in_rate, out_rate);
+        if f64::from(block) > MAX_BLOCK_S * f64::from(in_rate) {
             return Err(AudioError::OddSampleRate { input: in_rate, output: out_rate });
         }
-        // About 10 ms per FFT block: short enough for real-time latency, long enough for a
-        // >= 60 dB stopband. rubato rounds it to a multiple of the rates' smallest block.
-        let chunk_hint = (in_rate as usize / 100).max(1);
-        let fft =
-            Fft::<f32>::new(in_rate as usize, out_rate as usize, chunk_hint, 1, FixedSync::Both)
-                .map_err(|_| AudioError::SampleRate(in_rate))?;
-        let chunk_in = fft.input_frames_next();
-        if chunk_in as f64 > MAX_BLOCK_S * f64::from(in_rate) {
-            return Err(AudioError::OddSampleRate { input: in_rate, output: out_rate });
-        }
-        let to_skip = fft.output_delay();
-        Ok(Self {
-            scratch_out: vec![0.0; fft.output_frames_max()],
-            pending: Vec::with_capacity(chunk_in),
-            fft,
-            in_rate,
-            out_rate,
-            chunk_in,
-            to_skip,
-            taken_in: 0,
-            emitted_out: 0,
-        })
+        let filter = filter_for(in_rate, out_rate);
+        let mut kept = Vec::with_capacity(filter.taps);
+        kept.resize(filter.lead(), 0);
+        Ok(Self { filter, kernel, kept, phase: 0, skip: 0, taken_in: 0, emitted_out: 0 })
     }
 
     /// The input rate in Hz.
     pub fn in_rate(&self) -> u32 {
-        self.in_rate
+        self.filter.in_rate
     }
 
     /// The output rate in Hz.
     pub fn out_rate(&self) -> u32 {
-        self.out_rate
+        self.filter.out_rate
     }
 
-    /// Worst-case latency this stage adds to a live stream, in seconds: a sample may wait for
-    /// its chunk to fill, then for the resampler's delay to pass.
+    /// The latency this stage adds to a live stream, in seconds: an output comes out once the
+    /// input its last tap reads has been pushed, the filter's look-ahead after its own time.
     pub fn added_latency_s(&self) -> f64 {
-        let chunk = (self.chunk_in - 1) as f64 / f64::from(self.in_rate);
-        let delay = self.fft.output_delay() as f64 / f64::from(self.out_rate);
-        chunk + delay
+        self.filter.lookahead() as f64 / f64::from(self.filter.in_rate)
     }
 
-    /// Resamples `samples` (int16-scaled floats) and appends every completed output sample.
-    pub fn push(
+    /// Resamples `samples` and appends every output sample they complete.
+    pub fn push(&mut self, samples: &[i16], out: &mut Vec<i16>) {
+        self.push_with(samples.len(), |dst| dst.copy_from_slice(samples), out);
+    }
+
+    /// Resamples `n` input samples that `fill` writes (into a slice of exactly `n`), and
+    /// appends every output sample they complete: the caller decodes its input straight into
+    /// the resampler's buffer.
+    pub fn push_with(&mut self, n: usize, fill: impl FnOnce(&mut [i16]), out: &mut Vec<i16>) {
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut buf) => self.run(&mut buf, n, fill, out),
+            // Only if `fill` itself pushed into a resampler on this thread.
+            Err(_) => self.run(&mut Vec::new(), n, fill, out),
+        });
+    }
+
+    fn run(
         &mut self,
-        samples: impl IntoIterator<Item = f32>,
+        buf: &mut Vec<i16>,
+        n: usize,
+        fill: impl FnOnce(&mut [i16]),
         out: &mut Vec<i16>,
-    ) -> Result<(), AudioError> {
-        self.pending.extend(samples);
-        let chunks = self.pending.len() / self.chunk_in;
-        for i in 0..chunks {
-            self.run_chunk(i * self.chunk_in, out, u64::MAX)?;
+    ) {
+        self.taken_in += n as u64;
+        if self.skip >= n {
+            self.skip -= n;
+            return;
         }
-        self.taken_in += (chunks * self.chunk_in) as u64;
-        self.pending.drain(..chunks * self.chunk_in);
-        Ok(())
+        let f = &*self.filter;
+        buf.clear();
+        buf.extend_from_slice(&self.kept);
+        let kept = buf.len();
+        buf.resize(kept + n, 0);
+        fill(&mut buf[kept..]);
+        let start = std::mem::take(&mut self.skip);
+        // Output j of this push reads buf[start_j..start_j + taps], where
+        // start_j = start + (phase + j * M) / L; it can be made while that fits.
+        let count = match buf.len().checked_sub(start + f.taps) {
+            Some(room) => ((room + 1) * f.phases - self.phase - 1) / f.step + 1,
+            None => 0,
+        };
+        let at = out.len();
+        out.resize(at + count, 0);
+        kernels::run(self.kernel, f, buf, start, self.phase, &mut out[at..]);
+        self.emitted_out += count as u64;
+        let advance = self.phase + count * f.step;
+        let next = start + advance / f.phases;
+        self.phase = advance % f.phases;
+        self.kept.clear();
+        match buf.get(next..) {
+            Some(rest) => self.kept.extend_from_slice(rest),
+            None => self.skip = next - buf.len(),
+        }
     }
 
-    /// Ends the current stretch of audio: the buffered input and the resampler's tail come
-    /// out, zero-padded, trimmed to the exact output length; the resampler starts afresh.
-    pub fn flush(&mut self, out: &mut Vec<i16>) -> Result<(), AudioError> {
-        self.taken_in += self.pending.len() as u64;
-        let rates = (u64::from(self.in_rate), u64::from(self.out_rate));
-        let expected = (self.taken_in * rates.1 + rates.0 / 2) / rates.0;
+    /// Ends the current stretch of audio: the outputs still owed come out, computed with
+    /// zeros after the last input, exactly `round(n_in * out_rate / in_rate)` in all for the
+    /// stretch's `n_in` inputs; then the resampler starts afresh.
+    pub fn flush(&mut self, out: &mut Vec<i16>) {
+        let (in_rate, out_rate) = (u64::from(self.filter.in_rate), u64::from(self.filter.out_rate));
+        let expected = (self.taken_in * out_rate + in_rate / 2) / in_rate;
+        // Each round of zeros is long enough to complete at least one more output.
+        let zeros = self.filter.taps + self.filter.step / self.filter.phases + 1;
+        let start = out.len() as u64;
+        let emitted = self.emitted_out;
         while self.emitted_out < expected {
-            self.pending.resize(self.chunk_in, 0.0);
-            self.run_chunk(0, out, expected)?;
-            self.pending.clear();
+            self.push_with(zeros, |z| z.fill(0), out);
         }
-        self.pending.clear();
-        self.fft.reset();
-        self.to_skip = self.fft.output_delay();
+        // The filter's look-ahead keeps pushes from running ahead of the rounded count, so
+        // this only trims what the last round of zeros made past it.
+        let keep = start + expected.saturating_sub(emitted);
+        out.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+        self.kept.clear();
+        self.kept.resize(self.filter.lead(), 0);
+        self.phase = 0;
+        self.skip = 0;
         self.taken_in = 0;
         self.emitted_out = 0;
-        Ok(())
-    }
-
-    /// Resamples the chunk of `pending` at `offset`, appending output samples until `limit`
-    /// have been emitted in all.
-    fn run_chunk(
-        &mut self,
-        offset: usize,
-        out: &mut Vec<i16>,
-        limit: u64,
-    ) -> Result<(), AudioError> {
-        let frames_in = self.chunk_in;
-        let frames_out = self.scratch_out.len();
-        let failed = |e: &dyn std::fmt::Display| AudioError::Resampler(e.to_string());
-        let input =
-            SequentialSlice::new(&self.pending[offset..], 1, frames_in).map_err(|e| failed(&e))?;
-        let mut output = SequentialSlice::new_mut(&mut self.scratch_out, 1, frames_out)
-            .map_err(|e| failed(&e))?;
-        let (_, written) =
-            self.fft.process_into_buffer(&input, &mut output, None).map_err(|e| failed(&e))?;
-        let skip = self.to_skip.min(written);
-        self.to_skip -= skip;
-        let room = usize::try_from(limit.saturating_sub(self.emitted_out)).unwrap_or(usize::MAX);
-        let produced = &self.scratch_out[skip..written];
-        let produced = &produced[..produced.len().min(room)];
-        out.extend(produced.iter().map(|&x| f32_to_i16(x)));
-        self.emitted_out += produced.len() as u64;
-        Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::f64::consts::PI;
-
-    fn tone(rate: u32, freq: f64, secs: f64, amp: f64) -> Vec<f32> {
-        let n = (f64::from(rate) * secs) as usize;
-        (0..n)
-            .map(|i| (amp * (2.0 * PI * freq * i as f64 / f64::from(rate)).sin()) as f32)
-            .collect()
-    }
-
-    /// Resamples `input` in pushes of `piece` samples, then flushes.
-    fn run(r: &mut StreamResampler, input: &[f32], piece: usize) -> Vec<i16> {
-        let mut out = Vec::new();
-        for p in input.chunks(piece) {
-            r.push(p.iter().copied(), &mut out).unwrap();
-        }
-        r.flush(&mut out).unwrap();
-        out
-    }
-
-    /// Least-squares fit of a sinusoid at `freq`; returns (signal power, residual power).
-    fn fit(samples: &[f64], rate: u32, freq: f64) -> (f64, f64) {
-        let w = 2.0 * PI * freq / f64::from(rate);
-        let (mut ss, mut cc, mut sc, mut ys, mut yc) = (0.0, 0.0, 0.0, 0.0, 0.0);
-        for (i, &y) in samples.iter().enumerate() {
-            let (s, c) = (w * i as f64).sin_cos();
-            ss += s * s;
-            cc += c * c;
-            sc += s * c;
-            ys += y * s;
-            yc += y * c;
-        }
-        let det = ss * cc - sc * sc;
-        let a = (ys * cc - yc * sc) / det;
-        let b = (yc * ss - ys * sc) / det;
-        let mut sig = 0.0;
-        let mut res = 0.0;
-        for (i, &y) in samples.iter().enumerate() {
-            let (s, c) = (w * i as f64).sin_cos();
-            let fitted = a * s + b * c;
-            sig += fitted * fitted;
-            res += (y - fitted) * (y - fitted);
-        }
-        (sig, res)
-    }
-
-    fn power(samples: &[f64]) -> f64 {
-        samples.iter().map(|x| x * x).sum()
-    }
-
-    #[test]
-    fn output_length_is_exact_after_flush() {
-        for (inr, outr) in [(48_000, 16_000), (24_000, 16_000), (44_100, 16_000), (8_000, 16_000)] {
-            for n in [0usize, 1, 479, 480, 961, 12_345] {
-                let mut r = StreamResampler::new(inr, outr).unwrap();
-                let out = run(&mut r, &vec![0.0; n], 317);
-                let expected = (n as u64 * u64::from(outr) + u64::from(inr) / 2) / u64::from(inr);
-                assert_eq!(out.len() as u64, expected, "{inr}->{outr} n={n}");
-            }
-        }
-    }
-
-    #[test]
-    fn tone_keeps_60_db_snr() {
-        for (inr, outr) in [(48_000, 16_000), (24_000, 16_000), (44_100, 16_000), (48_000, 8_000)] {
-            let mut r = StreamResampler::new(inr, outr).unwrap();
-            let out = run(&mut r, &tone(inr, 1000.0, 1.0, 16_000.0), 960);
-            // Skip the edges, where the flush's zero padding and the filter's start show.
-            let mid: Vec<f64> = out[800..out.len() - 800].iter().map(|&x| f64::from(x)).collect();
-            let (sig, res) = fit(&mid, outr, 1000.0);
-            let snr = 10.0 * (sig / res).log10();
-            assert!(snr >= 60.0, "{inr}->{outr}: SNR {snr:.1} dB");
-        }
-    }
-
-    #[test]
-    fn tone_is_aligned_in_time() {
-        // A click at input sample 4800 (100 ms) lands at output sample 1600 at 16 kHz.
-        let mut input = vec![0.0f32; 9600];
-        input[4800] = 30_000.0;
-        let mut r = StreamResampler::new(48_000, 16_000).unwrap();
-        let out = run(&mut r, &input, 480);
-        let peak = out.iter().enumerate().max_by_key(|(_, &x)| x.abs()).map(|(i, _)| i).unwrap();
-        assert_eq!(peak, 1600);
-    }
-
-    #[test]
-    fn tones_above_the_new_nyquist_are_attenuated_60_db() {
-        for (inr, outr, freq) in [
-            (48_000, 16_000, 8_500.0),
-            (24_000, 16_000, 8_500.0),
-            (44_100, 16_000, 12_000.0),
-            (48_000, 8_000, 4_500.0),
-        ] {
-            let input = tone(inr, freq, 1.0, 16_000.0);
-            let in_power = power(&input.iter().map(|&x| f64::from(x)).collect::<Vec<_>>())
-                * f64::from(outr)
-                / f64::from(inr);
-            let mut r = StreamResampler::new(inr, outr).unwrap();
-            let out = run(&mut r, &input, 960);
-            // Steady state only: the tone's abrupt start and stop are broadband clicks.
-            let mid = &out[800..out.len() - 800];
-            let out_power = power(&mid.iter().map(|&x| f64::from(x)).collect::<Vec<_>>())
-                * out.len() as f64
-                / mid.len() as f64;
-            let attenuation = 10.0 * (in_power / out_power.max(1e-9)).log10();
-            assert!(attenuation >= 60.0, "{inr}->{outr} {freq} Hz: {attenuation:.1} dB");
-        }
-    }
-
-    #[test]
-    fn latency_is_reported() {
-        let r = StreamResampler::new(48_000, 16_000).unwrap();
-        let latency = r.added_latency_s();
-        assert!(latency > 0.005 && latency < 0.03, "{latency}");
-    }
-
-    #[test]
-    fn rejects_absurd_rates() {
-        assert_eq!(StreamResampler::new(0, 16_000).unwrap_err(), AudioError::SampleRate(0));
-        assert!(StreamResampler::new(1_000_000, 16_000).is_err());
-        assert_eq!(
-            StreamResampler::new(44_099, 16_000).unwrap_err(),
-            AudioError::OddSampleRate { input: 44_099, output: 16_000 }
-        );
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
-        #[test]
-        fn a_rate_is_refused_exactly_when_its_block_is_too_long(
-            input in MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE
-        ) {
-            let too_long = f64::from(smallest_block(input, 16_000)) > MAX_BLOCK_S * f64::from(input);
-            let result = StreamResampler::new(input, 16_000);
-            let accepted = result.as_ref().is_ok_and(|r| {
-                !too_long && r.chunk_in as f64 <= MAX_BLOCK_S * f64::from(input)
-            });
-            let refused = result.as_ref().is_err_and(|e| {
-                too_long && *e == AudioError::OddSampleRate { input, output: 16_000 }
-            });
-            proptest::prop_assert!(accepted || refused);
-        }
-    }
-
-    #[test]
-    fn every_standard_rate_is_accepted() {
-        let rates = [8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 96_000];
-        for input in rates {
-            for output in [8_000, 16_000] {
-                if input != output {
-                    assert!(StreamResampler::new(input, output).is_ok(), "{input}->{output}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn upsampling_keeps_60_db_snr() {
-        for (inr, outr) in [(8_000, 16_000), (11_025, 16_000)] {
-            let mut r = StreamResampler::new(inr, outr).unwrap();
-            let out = run(&mut r, &tone(inr, 1000.0, 1.0, 16_000.0), 160);
-            let mid: Vec<f64> = out[800..out.len() - 800].iter().map(|&x| f64::from(x)).collect();
-            let (sig, res) = fit(&mid, outr, 1000.0);
-            let snr = 10.0 * (sig / res).log10();
-            assert!(snr >= 60.0, "{inr}->{outr}: SNR {snr:.1} dB");
-        }
-    }
-
-    #[test]
-    fn can_continue_after_flush() {
-        let mut r = StreamResampler::new(48_000, 16_000).unwrap();
-        let first = run(&mut r, &vec![100.0; 1000], 100);
-        let second = run(&mut r, &vec![100.0; 1000], 100);
-        assert_eq!(first.len(), second.len());
-        assert_eq!(first, second);
-    }
-}
+mod tests;
