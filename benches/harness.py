@@ -13,7 +13,12 @@ A/B within every configuration, several trials each. Every run is a fresh proces
 
 Reported per configuration, medians of the trials, each net of the driver's own cost (the same
 loop pushing into a stream that does nothing, measured alongside):
-- client CPU-seconds per hour of audio (per stream), and real-time streams per core;
+- client CPU-seconds per hour of audio (per stream), and real-time streams per core, over a
+  window that holds every stream's whole life: its construction, the connection's handshake,
+  the audio, the finals and the close;
+- the whole client process's CPU, counted from outside (start-up, imports, the window, the
+  HTTP session's close, exit), as is and net of the driver's whole process: what the window
+  leaves out is the process's fixed cost, mostly importing livekit-agents and the plugin;
 - p50/p99 lateness of wire frames (send time after the input that completes the frame was
   pushed, real-time runs only),
   p50/p99 delivery of final transcripts (server send -> FINAL_TRANSCRIPT event);
@@ -37,6 +42,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import socket
 import statistics
 import subprocess
@@ -86,7 +92,14 @@ def free_port() -> int:
         return port
 
 
+def children_cpu_s() -> float:
+    """CPU-seconds of every child process this one has waited for, all threads included."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_once(python: Path, plugin: str, url: str, c: Config, final_every: float) -> dict[str, Any]:
+    before = children_cpu_s()
     out = subprocess.run(
         [str(python), str(HERE / "stt_load.py"), "--plugin", plugin, "--url", url,
          "--streams", str(c.streams), "--rate", str(c.rate), "--pace", c.pace,
@@ -94,6 +107,9 @@ def run_once(python: Path, plugin: str, url: str, c: Config, final_every: float)
         capture_output=True, text=True, check=True, timeout=c.seconds * 20 + 120,
     )  # fmt: skip
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    # The whole client process, from exec to exit: the one run since the last wait (the
+    # benchmark server, the only other child, is waited for at the very end).
+    result["process_cpu_s"] = children_cpu_s() - before
     return result
 
 
@@ -121,6 +137,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--streams", type=int, nargs="*", default=[1, 50, 200, 500])
     parser.add_argument("--rates", type=int, nargs="*", default=[16000, 24000, 48000])
+    parser.add_argument(
+        "--fast-streams", type=int, nargs="*", default=[1, 50], help="48 kHz as fast as taken"
+    )
     parser.add_argument("--final-every", type=float, default=5.0, help="seconds between finals")
     parser.add_argument("--tts-streams", type=int, nargs="*", default=[1, 50, 200])
     parser.add_argument("--setup-only", action="store_true", help="create the upstream venv, exit")
@@ -138,7 +157,7 @@ def main() -> int:
         args.tts_streams, args.seconds = [2], 2.0
     else:
         configs = [Config(n, r, "realtime", args.seconds) for n in args.streams for r in args.rates]
-        configs += [Config(n, 48000, "fast", args.seconds) for n in (1, 50)]
+        configs += [Config(n, 48000, "fast", args.seconds) for n in args.fast_streams]
         trials = args.trials
     ours, theirs = Path(sys.executable), upstream_python()
     port = free_port()
@@ -203,10 +222,12 @@ def main() -> int:
     return 0
 
 
-def cpu_per_audio_hour(runs: list[dict[str, Any]], null: list[dict[str, Any]]) -> float | None:
+def cpu_per_audio_hour(
+    runs: list[dict[str, Any]], null: list[dict[str, Any]], key: str = "cpu_s"
+) -> float | None:
     """Client CPU-seconds per hour of audio, net of the driver (medians over trials)."""
-    driver = median(null, "cpu_s") or 0.0
-    nets = [(r["cpu_s"] - driver) / (r["audio_s"] / 3600) for r in runs]
+    driver = median(null, key) or 0.0
+    nets = [(r[key] - driver) / (r["audio_s"] / 3600) for r in runs if r.get(key) is not None]
     return statistics.median(nets) if nets else None
 
 
@@ -250,6 +271,19 @@ def stt_row(c: Config, runs: dict[str, list[dict[str, Any]]], trials: int) -> di
     """One STT configuration as data: every figure of the table, unrounded."""
     cpu = {k: cpu_per_audio_hour(runs[k], runs["null"]) for k in report.PLUGINS}
     floor = cpu_per_audio_hour(runs["raw"], runs["null"]) if runs["raw"] else None
+    # The whole client process (start-up, imports, the window, the close, exit), as is and
+    # net of the driver's whole process.
+    process = {k: cpu_per_audio_hour(runs[k], [], "process_cpu_s") for k in report.PLUGINS}
+    process_net = {
+        k: cpu_per_audio_hour(runs[k], runs["null"], "process_cpu_s") for k in report.PLUGINS
+    }
+    outside = {
+        k: median(
+            [{"x": r["process_cpu_s"] - r["cpu_s"]} for r in runs[k] if "process_cpu_s" in r],
+            "x",
+        )
+        for k in (*report.PLUGINS, "null")
+    }
     return {
         "streams": c.streams,
         "rate_hz": c.rate,
@@ -258,6 +292,11 @@ def stt_row(c: Config, runs: dict[str, list[dict[str, Any]]], trials: int) -> di
         "seconds": c.seconds,
         "cpu_s_per_audio_hour": cpu,
         "cpu_ratio": _ratio(cpu["ours"], cpu["existing"]),
+        "process_cpu_s_per_audio_hour": process,
+        "process_cpu_ratio": _ratio(process["ours"], process["existing"]),
+        "process_net_cpu_s_per_audio_hour": process_net,
+        "process_net_cpu_ratio": _ratio(process_net["ours"], process_net["existing"]),
+        "cpu_s_outside_window": outside,
         "floor_cpu_s_per_audio_hour": floor,
         "above_floor": {k: _ratio(cpu[k], floor) for k in report.PLUGINS},
         "streams_per_core": {k: 3600 / x if x and x > 0 else None for k, x in cpu.items()},

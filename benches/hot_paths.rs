@@ -46,6 +46,32 @@ fn pipeline(c: &mut Criterion) {
     group.finish();
 }
 
+/// The same pushes, cache-cold: 500 streams pushed round-robin, as in a worker with hundreds of
+/// calls, each push finding its stream's state out of the caches.
+fn pipeline_cold(c: &mut Criterion) {
+    let mut group = c.benchmark_group("send_pipeline_20ms_frame_cold_500_streams");
+    for (rate, encoding, label) in [
+        (24_000, WireEncoding::PcmS16le, "24k_s16le"),
+        (48_000, WireEncoding::PcmS16le, "48k_s16le"),
+        (48_000, WireEncoding::PcmMulaw(MuLaw::Continuous), "48k_mulaw"),
+    ] {
+        let frame = frame_20ms(rate);
+        let mut streams: Vec<SendPipeline> = (0..500)
+            .map(|_| SendPipeline::new(rate, 1, encoding).expect("valid configuration"))
+            .collect();
+        let mut out = Vec::with_capacity(4096);
+        let mut next = 0;
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                next = (next + 1) % streams.len();
+                out.clear();
+                black_box(streams[next].push(black_box(&frame), &mut out))
+            })
+        });
+    }
+    group.finish();
+}
+
 fn rebuffer(c: &mut Criterion) {
     let frame = frame_20ms(16_000);
     let mut r = Rebuffer::new(1024, 2).expect("valid sizes");
@@ -106,5 +132,5 @@ fn parser(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, pipeline, rebuffer, mulaw, parser);
+criterion_group!(benches, pipeline, pipeline_cold, rebuffer, mulaw, parser);
 criterion_main!(benches);

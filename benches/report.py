@@ -76,6 +76,18 @@ def cpu_cell(row: Row) -> str:
     return f"{fmt(cpu.get('ours'))} / {fmt(cpu.get('existing'))} / **{ratio(row['cpu_ratio'])}**"
 
 
+def process_cell(row: Row) -> str:
+    """The whole client process: "ours / existing / **ratio**; net of the driver ratio"."""
+    cpu = row.get("process_cpu_s_per_audio_hour")
+    if not cpu:
+        return "n/a"
+    return (
+        f"{fmt(cpu.get('ours'))} / {fmt(cpu.get('existing'))} / "
+        f"**{ratio(row.get('process_cpu_ratio'))}**; "
+        f"net {ratio(row.get('process_net_cpu_ratio'))}"
+    )
+
+
 def above_floor(row: Row) -> str:
     """How many times the floor's CPU each plugin spends, "ours / existing"."""
     value = row.get("above_floor") or {}
@@ -93,6 +105,7 @@ STT_HEADER = [
     "input",
     "pace",
     "CPU-s per audio-hour: ours / existing / ratio",
+    "whole process, CPU-s per audio-hour: ours / existing / ratio; net of the driver",
     "streams per core (ours / existing)",
     "above the raw-send floor (ours / existing)",
     "frame lateness p50/p99 ms (ours; existing)",
@@ -114,6 +127,7 @@ def render_stt(rows: list[Row]) -> str:
                 f"{r['rate_hz'] // 1000} kHz",
                 r["pace"],
                 cpu_cell(r),
+                process_cell(r),
                 pair(r, "streams_per_core", digits=0),
                 above_floor(r),
                 percentile_pair(r, "frame_lateness_ms"),
@@ -180,6 +194,10 @@ def render_headline(data: dict[str, Any]) -> str:
     groups.append(("TTS over WebSocket", data["tts"]))
     for label, rows in groups:
         by_n = {r["streams"]: r["cpu_ratio"] for r in rows}
+        lines.append(f"| {label} | " + " | ".join(ratio(by_n.get(n)) for n in counts) + " |")
+    for rate in sorted({r["rate_hz"] for r in realtime if r.get("process_cpu_ratio")}):
+        by_n = {r["streams"]: r.get("process_cpu_ratio") for r in realtime if r["rate_hz"] == rate}
+        label = f"STT, {rate // 1000} kHz, whole client process"
         lines.append(f"| {label} | " + " | ".join(ratio(by_n.get(n)) for n in counts) + " |")
     return "\n".join(lines)
 

@@ -191,10 +191,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             consumer.cancel()
 
         gc_clock.pauses.clear()  # only pauses inside the measured window
+        # The measured window: every stream's whole life, from its construction (the plugin's
+        # per-stream state, its pipeline at the first frame) through the connection's
+        # handshake, the audio and the finals, to its close.
         # process_time: ns resolution; os.times() counts 10 ms ticks, too coarse for one stream
         cpu0, wall0 = time.process_time(), time.monotonic()
         await asyncio.gather(*(one(i) for i in range(args.streams)))
         cpu1, wall1 = time.process_time(), time.monotonic()
+    # The HTTP session's close (connections a plugin left open) is after the window; the
+    # harness also counts the whole process (start-up, imports, exit) from outside.
+    cpu2 = time.process_time()
     # A wire frame is due once the input frame completing it has been pushed: lateness is how
     # long after that it left (resampling delay included, for whoever resamples).
     lateness = []
@@ -211,6 +217,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "pace": args.pace,
         "audio_s": args.seconds * args.streams,
         "cpu_s": cpu,
+        # Before the window (interpreter, imports, the engine) and after it (the session's
+        # close), in this process.
+        "cpu_before_s": cpu0,
+        "cpu_session_close_s": cpu2 - cpu1,
         "wall_s": wall1 - wall0,
         "finals": finals,
         "expected_finals": expected_finals * args.streams,
