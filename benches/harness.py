@@ -159,6 +159,7 @@ def main() -> int:
         configs = [Config(n, r, "realtime", args.seconds) for n in args.streams for r in args.rates]
         configs += [Config(n, 48000, "fast", args.seconds) for n in args.fast_streams]
         trials = args.trials
+    out: Path = args.save or RESULTS / time.strftime("%Y%m%d-%H%M%S")
     ours, theirs = Path(sys.executable), upstream_python()
     port = free_port()
     server = subprocess.Popen(
@@ -189,6 +190,9 @@ def main() -> int:
                     runs["raw"].append(run_once(ours, "raw", url, c, args.final_every))
             rows.append((c, runs))
             print(f"done: {c}", file=sys.stderr)
+            # What is done so far, in case a long matrix is stopped.
+            partial = {"schema": report.LOAD_SCHEMA, "stt": stt_rows(rows, trials), "tts": []}
+            report.save(partial, out / "load.partial.json")
         tts_url = f"ws://127.0.0.1:{port}/tts"
         tts_rows = []
         for n in args.tts_streams:
@@ -207,19 +211,25 @@ def main() -> int:
     data: dict[str, Any] = {
         "schema": report.LOAD_SCHEMA,
         "conditions": measured_conditions(args, theirs),
-        "stt": [stt_row(c, runs, trials) for c, runs in rows],
+        "stt": stt_rows(rows, trials),
         "tts": [tts_row(n, runs, trials, args.seconds) for n, runs in tts_rows],
     }
     tables = report.render_stt(data["stt"])
     if data["tts"]:
         tables += "\n\n" + report.render_tts(data["tts"])
     print(tables)
-    out: Path = args.save or RESULTS / time.strftime("%Y%m%d-%H%M%S")
     report.save(data, out / "load.json")
+    (out / "load.partial.json").unlink(missing_ok=True)
     (out / "load.md").write_text(f"{report.conditions(data)}\n\n{tables}\n")
     for path in report.plot_load(data, out):
         print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def stt_rows(rows: list[tuple[Config, dict[str, list[dict[str, Any]]]]], trials: int) -> list[Any]:
+    """The STT configurations as data, real-time first, by streams then rate."""
+    ordered = sorted(rows, key=lambda cr: (cr[0].pace != "realtime", cr[0].streams, cr[0].rate))
+    return [stt_row(c, runs, trials) for c, runs in ordered]
 
 
 def cpu_per_audio_hour(
