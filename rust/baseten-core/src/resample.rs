@@ -11,7 +11,7 @@
 //!
 //! * **Filters.** One immutable table per rate pair, shared by every stream of that pair
 //!   (built at first use). The common pairs (48, 24, 16, 32 and 96 kHz to 16 and 8 kHz) use
-//!   equiripple designs made offline by `tools/design_filters.py` (the generated
+//!   filters designed offline with scipy by `tools/design_filters.py` (the generated
 //!   `resample/designed.rs`); other pairs get a Kaiser-windowed sinc designed at construction.
 //!   Both are held to the same bar: within 0.1 dB to 7 kHz (16 kHz out) or 3.4 kHz (8 kHz
 //!   out), at least 65 dB down from 8.5 kHz (4.25 kHz) to the input's Nyquist.
@@ -41,8 +41,8 @@ pub(crate) use kernels::Kernel;
 /// and is refused.
 pub const MAX_BLOCK_S: f64 = 0.05;
 
-/// Rates whose run-time designs stay cached for the life of the process once built; a design
-/// for any other rate is dropped when its last stream is.
+/// Rates whose filters stay cached for the life of the process once built; see
+/// [`filter_for`] for the others.
 const STANDARD_RATES: [u32; 10] =
     [8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 96_000];
 
@@ -365,6 +365,7 @@ impl StreamResampler {
         Self::with_kernel(in_rate, out_rate, Kernel::best())
     }
 
+    /// A resampler whose dot products use `kernel` (the tests compare them).
     pub(crate) fn with_kernel(
         in_rate: u32,
         out_rate: u32,
