@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 from baseten_messages import transcription
+from exit_now import exit_now
 from livekit import rtc
 from livekit.agents.types import TimedString
 from livekit.agents.utils.audio import AudioByteStream
@@ -210,4 +211,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Not SystemExit: the interpreter's teardown can abort with the FFI that rtc.AudioResampler
+    # started (exit_now says how).
+    exit_now(main())

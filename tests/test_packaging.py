@@ -3,6 +3,7 @@
 import importlib.metadata
 import os
 import re
+import signal
 import subprocess
 import sys
 import zipfile
@@ -16,6 +17,25 @@ from livekit.agents import Plugin
 from livekit.plugins import baseten, openai
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_ok(
+    args: list[str],
+    *,
+    timeout: float,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Runs a command to completion; if it fails, the assertion shows how, with its output."""
+    result = subprocess.run(
+        args, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env, check=False
+    )
+    code = result.returncode
+    how = f"{code} ({signal.Signals(-code).name})" if code < 0 else str(code)
+    assert code == 0, (
+        f"{args} exited with {how}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    )
+    return result
 
 
 def test_livekit_and_livekit_plugins_stay_namespace_packages() -> None:
@@ -66,11 +86,8 @@ def test_wheel_is_abi3_and_holds_no_namespace_init(wheel: Path) -> None:
 
 
 def test_native_vs_python_benchmark_runs() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benches" / "native_vs_python.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        check=True,
+    result = run_ok(
+        [sys.executable, str(ROOT / "benches" / "native_vs_python.py"), "--quick"], timeout=300
     )
     rows = [line for line in result.stdout.splitlines() if re.match(r"\| \w", line)]
     assert len(rows) == 8, result.stdout  # header + 7 hot paths
@@ -78,13 +95,7 @@ def test_native_vs_python_benchmark_runs() -> None:
 
 def test_the_load_harness_runs_side_by_side(tmp_path: Path) -> None:
     """The benchmark is not a test: this only proves the harness works, in a tiny run."""
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benches" / "harness.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
+    result = run_ok([sys.executable, str(ROOT / "benches" / "harness.py"), "--quick"], timeout=300)
     # One row in the STT table, then one in the TTS table.
     stt_row, tts_row = [line for line in result.stdout.splitlines() if line.startswith("| 2 |")]
     both_ran = r"[\d.]+ / [\d.]+ / \*\*[\d.]+x\*\*"
