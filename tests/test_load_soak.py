@@ -1,4 +1,4 @@
-"""Load and soak, short (issue 7): benches/load_soak.py's workload, in this process.
+"""Load and soak, short: benches/load_soak.py's workload, in this process.
 
 50 STT streams at real-time pace (40 for the whole run, 10 as back-to-back 20 s calls) and 5
 TTS WebSocket streams synthesizing a sentence again and again, for 100 s, against
@@ -25,8 +25,12 @@ import asyncio
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benches"))
 import load_soak
+
+pytestmark = [pytest.mark.load, pytest.mark.slow]
 
 SECONDS = 100.0
 MAX_RSS_MB_PER_MIN = 8.0

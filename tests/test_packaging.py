@@ -74,6 +74,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return found
 
 
+@pytest.mark.slow
 def test_wheel_is_abi3_and_holds_no_namespace_init(wheel: Path) -> None:
     assert re.search(r"-cp310-abi3-", wheel.name), wheel.name
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -93,6 +94,8 @@ def test_native_vs_python_benchmark_runs() -> None:
     assert len(rows) == 8, result.stdout  # header + 7 hot paths
 
 
+@pytest.mark.slow
+@pytest.mark.load
 def test_the_load_harness_runs_side_by_side(tmp_path: Path) -> None:
     """The benchmark is not a test: this only proves the harness works, in a tiny run."""
     result = run_ok([sys.executable, str(ROOT / "benches" / "harness.py"), "--quick"], timeout=300)
