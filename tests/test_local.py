@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "question.wav"
 E = stt.SpeechEventType
 
+pytestmark = pytest.mark.local
+
 # Spoken by the local TTS, heard by the local STT, through the plugin.
 SENTENCES = [
     ("tara", "Please send the report to the office before noon."),
