@@ -98,15 +98,24 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def run_json(args: list[str], timeout: float) -> dict[str, Any]:
+    """Runs one load process and returns the JSON object it prints last; if it fails, its stderr
+    is part of the error."""
+    out = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"{args} exited with {out.returncode}:\n{out.stderr}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def run_once(python: Path, plugin: str, url: str, c: Config, final_every: float) -> dict[str, Any]:
     before = children_cpu_s()
-    out = subprocess.run(
+    result = run_json(
         [str(python), str(HERE / "stt_load.py"), "--plugin", plugin, "--url", url,
          "--streams", str(c.streams), "--rate", str(c.rate), "--pace", c.pace,
          "--seconds", str(c.seconds), "--final-every", str(final_every)],
-        capture_output=True, text=True, check=True, timeout=c.seconds * 20 + 120,
+        timeout=c.seconds * 20 + 120,
     )  # fmt: skip
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     # The whole client process, from exec to exit: the one run since the last wait (the
     # benchmark server, the only other child, is waited for at the very end).
     result["process_cpu_s"] = children_cpu_s() - before
@@ -116,13 +125,11 @@ def run_once(python: Path, plugin: str, url: str, c: Config, final_every: float)
 def run_tts_once(
     python: Path, plugin: str, url: str, streams: int, seconds: float
 ) -> dict[str, Any]:
-    out = subprocess.run(
+    return run_json(
         [str(python), str(HERE / "tts_load.py"), "--plugin", plugin, "--url", url,
          "--streams", str(streams), "--seconds", str(seconds)],
-        capture_output=True, text=True, check=True, timeout=seconds * 20 + 120,
+        timeout=seconds * 20 + 120,
     )  # fmt: skip
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
 
 
 def median(runs: list[dict[str, Any]], key: str) -> float | None:

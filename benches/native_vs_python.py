@@ -40,6 +40,7 @@ import numpy as np
 import orjson
 import report
 from baseten_messages import transcription
+from exit_now import exit_now
 from livekit import rtc
 from livekit.agents.types import TimedString
 from livekit.agents.utils.audio import AudioByteStream
@@ -282,4 +283,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Not SystemExit: the interpreter's teardown can abort with the FFI that rtc.AudioResampler
+    # started (exit_now says how).
+    exit_now(main())

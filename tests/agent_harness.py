@@ -55,7 +55,7 @@ class Silence:
 # this many times faster than real time: as fast as the session's VAD keeps up with, so that
 # it is not still catching up when the next words come.
 FAST_FRAME_S = 0.2
-FAST_SPEEDUP = 50
+FAST_SPEEDUP = 100
 
 
 @dataclass

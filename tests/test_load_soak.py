@@ -27,8 +27,12 @@ import asyncio
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benches"))
 import load_soak
+
+pytestmark = [pytest.mark.load, pytest.mark.slow]
 
 SECONDS = 100.0
 MAX_RSS_MB_PER_MIN = 8.0

@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "question.wav"
 E = stt.SpeechEventType
 
+pytestmark = pytest.mark.local
+
 # Spoken by the local TTS, heard by the local STT, through the plugin.
 SENTENCES = [
     ("tara", "Please send the report to the office before noon."),
@@ -39,8 +41,11 @@ SENTENCES = [
     ("zac", "Turn off the lights in the kitchen and lock the door."),
     ("zoe", "We need three more chairs for the conference room."),
 ]
-# Measured 0.93 here (tiny.en on eSpeak NG speech); the bound leaves room for other CPUs.
-MIN_WORD_RECALL = 0.85
+# tiny.en on eSpeak NG speech. eSpeak's output differs from call to call (its synthesizer
+# carries state from one utterance into the next, so the order the six are spoken in matters),
+# and tiny.en tips on a few words: measured 48 to 53 of 57 words over eight runs here. A bound
+# well below that still fails wrong audio (a rate or framing bug gives almost nothing back).
+MIN_WORD_RECALL = 0.7
 
 
 @pytest.fixture

@@ -12,9 +12,6 @@
 //!
 //! The crate has no Python dependency; `baseten-py` wraps it for Python.
 
-#![warn(missing_docs)]
-#![cfg_attr(not(test), warn(clippy::unwrap_used))]
-
 pub mod mulaw;
 pub mod pcm;
 pub mod pipeline;

@@ -14,7 +14,7 @@ pub const MAX_CHANNELS: u32 = 32;
 /// Number of int16 samples in `pcm`, or an error if its length is odd.
 #[inline]
 pub fn sample_count(pcm: &[u8]) -> Result<usize, AudioError> {
-    if pcm.len() % 2 != 0 {
+    if !pcm.len().is_multiple_of(2) {
         return Err(AudioError::OddByteCount(pcm.len()));
     }
     Ok(pcm.len() / 2)

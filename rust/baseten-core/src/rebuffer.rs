@@ -28,7 +28,7 @@ impl Rebuffer {
         if frame_bytes == 0
             || frame_bytes > MAX_FRAME_BYTES
             || sample_bytes == 0
-            || frame_bytes % sample_bytes != 0
+            || !frame_bytes.is_multiple_of(sample_bytes)
         {
             return Err(AudioError::FrameSize { frame_bytes, sample_bytes });
         }

@@ -81,7 +81,7 @@ pub(super) fn run(
     phase: usize,
     out: &mut [i16],
 ) {
-    debug_assert!(f.taps % super::LANES == 0 && phase < f.phases);
+    debug_assert!(f.taps.is_multiple_of(super::LANES) && phase < f.phases);
     match kernel.0 {
         Isa::Scalar => run_scalar(f, x, start, phase, out),
         // SAFETY: `Kernel(Isa::Avx2)` is only made after `is_x86_feature_detected!("avx2")`.
@@ -221,7 +221,7 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn dot_avx2(x: &[i16], h: &[i16]) -> i64 {
-        debug_assert!(x.len() == h.len() && x.len() % 16 == 0);
+        debug_assert!(x.len() == h.len() && x.len().is_multiple_of(16));
         let mut acc = _mm256_setzero_si256();
         for (a, b) in x.chunks_exact(16).zip(h.chunks_exact(16)) {
             // SAFETY: each chunk is 16 int16 (32 bytes) of a live slice; loadu takes any
@@ -266,7 +266,7 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "sse2")]
     unsafe fn dot_sse2(x: &[i16], h: &[i16]) -> i64 {
-        debug_assert!(x.len() == h.len() && x.len() % 16 == 0);
+        debug_assert!(x.len() == h.len() && x.len().is_multiple_of(16));
         // The same lanes as AVX2's: taps 0-7 of every 16 in `lo`, 8-15 in `hi`.
         let (mut lo, mut hi) = (_mm_setzero_si128(), _mm_setzero_si128());
         for (a, b) in x.chunks_exact(16).zip(h.chunks_exact(16)) {
@@ -312,7 +312,7 @@ mod arm {
     #[inline]
     #[target_feature(enable = "neon")]
     unsafe fn dot_neon(x: &[i16], h: &[i16]) -> i64 {
-        debug_assert!(x.len() == h.len() && x.len() % 16 == 0);
+        debug_assert!(x.len() == h.len() && x.len().is_multiple_of(16));
         // Lane i of acc[k]: tap 4k + i of every 16, a subset of an AVX2 lane.
         let mut acc = [vdupq_n_s32(0); 4];
         for (a, b) in x.chunks_exact(16).zip(h.chunks_exact(16)) {
