@@ -81,7 +81,7 @@ def frame(rate: int) -> rtc.AudioFrame:
 
 
 async def measure(rate: int, streams: int, pushes: int, trials: int) -> float:
-    """Median over trials of the mean microseconds per push."""
+    """Median over trials of the mean CPU microseconds per push."""
     async with aiohttp.ClientSession() as http:
         engine = baseten.STT(api_key="k", model_endpoint="ws://127.0.0.1:9/", http_session=http)
         # No connection is ever made: the stream's task is parked before it starts.
@@ -94,10 +94,11 @@ async def measure(rate: int, streams: int, pushes: int, trials: int) -> float:
             s.push_frame(audio)
         results = []
         for _ in range(trials):
-            start = time.perf_counter()
+            # The thread's CPU time: what the caller pays, whatever else the machine runs.
+            start = time.thread_time()
             for i in range(pushes):
                 opened[i % streams].push_frame(audio)
-            results.append((time.perf_counter() - start) / pushes * 1e6)
+            results.append((time.thread_time() - start) / pushes * 1e6)
         assert all(t.written > 0 for t in transports)
         for s in opened:
             await s.aclose()
