@@ -21,11 +21,22 @@ from typing import Literal
 import aiohttp
 import pytest
 from livekit.agents import NOT_GIVEN, Agent
+from livekit.agents.types import TimedString
 from livekit.agents.voice import AgentSession
 from livekit.plugins import baseten, silero
 from livekit.plugins.baseten.local import LocalServer
 
-from .agent_harness import Clock, Cue, Microphone, Part, Record, Silence, Speaker, Speech
+from .agent_harness import (
+    Clock,
+    Cue,
+    Microphone,
+    Part,
+    Record,
+    Silence,
+    Speaker,
+    Speech,
+    Transcript,
+)
 from .fake_tcp import CuttableProxy
 from .fake_whisper import FakeWhisperServer
 
@@ -97,15 +108,18 @@ async def run_session(
     turn_detection: Literal["stt", "vad"],
     turns: int,
     cues: dict[str, Callable[[], object]] | None = None,
+    tts_engine: baseten.TTS | None = None,
+    transcript: Transcript | None = None,
 ) -> tuple[Record, Microphone, Speaker]:
     """Plays `script` into a session until the microphone has played it all and the agent has
-    answered `turns` user turns."""
+    answered `turns` user turns. With a `transcript`, the session uses the TTS's aligned
+    transcript and hands it there."""
     session: AgentSession[None] = AgentSession(
         stt=make_stt(),
         llm=baseten.LLM(api_key="local", base_url=server.llm_base_url, model="local-stand-in"),
-        tts=baseten.TTS(
-            api_key="local", model_endpoint=server.tts_websocket_url, http_session=http
-        ),
+        tts=tts_engine
+        or baseten.TTS(api_key="local", model_endpoint=server.tts_websocket_url, http_session=http),
+        use_tts_aligned_transcript=transcript is not None,
         vad=silero.VAD.load(),
         # No echo here to cancel: the user is heard (and may interrupt) from the agent's first
         # word, as on a phone line.
@@ -125,6 +139,8 @@ async def run_session(
     microphone, speaker = Microphone(script, RATE, clock, actions, record.progress), Speaker()
     session.input.audio = microphone
     session.output.audio = speaker
+    if transcript is not None:
+        session.output.transcription = transcript
     await session.start(agent=Listener("the first agent"), record=False)
     try:
 
@@ -227,3 +243,44 @@ async def test_vad_turns_with_a_handoff(
     )
     assert_turns(record, microphone)
     assert record.errors == []
+
+
+async def test_qwen3_tts_replies_with_a_transcript_aligned_word_by_word(
+    server: LocalServer, whisper: FakeWhisperServer, http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    u1, *_ = await utterances(server, http, whisper)
+    transcript = Transcript()
+    voice = baseten.TTS(
+        model="qwen3-tts",
+        api_key="local",
+        model_endpoint=server.qwen3_tts_url,
+        http_session=http,
+        voice="leo",
+        word_timestamps=True,
+    )
+    record, microphone, speaker = await run_session(
+        [Silence(1.0), u1, Silence(2.0)],
+        server=server,
+        http=http,
+        clock=clock,
+        make_stt=lambda: baseten.STT(
+            api_key="local", model_endpoint=whisper.url, http_session=http
+        ),
+        turn_detection="vad",
+        turns=1,
+        tts_engine=voice,
+        transcript=transcript,
+    )
+    await voice.aclose()
+    assert record.errors == []
+    assert_turns(record, microphone)
+    # The reply's transcript is the TTS's words, each timed on the reply's audio, in order.
+    [reply] = record.agent_replies
+    timed = [p for p in transcript.pieces if isinstance(p, TimedString)]
+    assert len(timed) == len(reply.split()) >= 5, transcript.pieces
+    assert words("".join(timed)) == words(reply) == words(f"You said: {UTTERANCES[0]}")
+    starts = [float(w.start_time) for w in timed]  # type: ignore[arg-type]
+    assert starts == sorted(starts) and starts[0] == 0.0
+    ends = [float(w.end_time) for w in timed]  # type: ignore[arg-type]
+    assert all(s <= e for s, e in zip(starts, ends, strict=True))
+    assert ends[-1] == pytest.approx(speaker.played, abs=0.1)
