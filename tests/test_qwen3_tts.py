@@ -214,6 +214,24 @@ async def test_one_socket_carries_consecutive_syntheses_and_a_config_goes_out_on
     assert conn.messages[-1] == {"type": "session.close"}
 
 
+async def test_a_synthesis_keeps_the_options_it_started_with(
+    server: FakeQwen3TTSServer, http: aiohttp.ClientSession
+) -> None:
+    engine = make_tts(server, http)
+    stream = engine.stream(conn_options=ONCE)
+    # The existing plugin built the config from the TTS's live options when it got to it.
+    engine.update_options(voice="bea")
+    stream.push_text("Hi.")
+    stream.end_input()
+    async for _ in stream:
+        pass
+    await stream.aclose()
+    await speak(engine, ["Again."])
+    configs = server.connections[0].of_type("session.config")
+    assert [c["voice"] for c in configs] == ["ada", "bea"]
+    await engine.aclose()
+
+
 async def test_a_parked_socket_the_server_closed_is_not_used_to_fail_the_next_synthesis(
     server: FakeQwen3TTSServer, http: aiohttp.ClientSession
 ) -> None:

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +168,7 @@ class Qwen3Backend:
         endpoint: str,
         api_key: str,
         opts: Qwen3Options,
-        session: Any,  # () -> aiohttp.ClientSession: the TTS's own, resolved lazily
+        session: Callable[[], aiohttp.ClientSession],  # the TTS's, resolved when first needed
     ) -> None:
         opts.check()
         self.endpoint = endpoint
