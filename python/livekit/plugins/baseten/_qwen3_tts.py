@@ -417,4 +417,4 @@ class Qwen3SynthesizeStream(tts.SynthesizeStream):
                     body=msg.data[:2000],
                 )
             else:  # a session.done before input.done, or a type newer than this plugin
-                turn.warn_once(kind, "Qwen3-TTS sent an unexpected %r message", kind)
+                logger.debug("Qwen3-TTS: ignoring a %r message", kind)
