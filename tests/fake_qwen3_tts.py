@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from .fake_orpheus import SAMPLES_PER_WORD, speech_for
-from .fake_tcp import Progress
+from .fake_tcp import Progress, reset
 
 WORD_S = SAMPLES_PER_WORD / 24000
 
@@ -38,6 +38,7 @@ class Qwen3Behaviour:
     answer_keepalive: bool = True
     close_after_sessions: int = 0  # close the socket (code 1001) after this many session.done
     close_mid_audio: bool = False  # close with 1011 after the first audio chunk
+    reset_on_config: bool = False  # drop the connection (TCP reset) on session.config
     sample_rate: int = 24000
     ragged_alignment: bool = False  # one start time too few
     frames: list[str | bytes] | None = None  # sent after input.done instead of the speech
@@ -104,13 +105,15 @@ class FakeQwen3TTSServer:
         self.progress.notify()
         try:
             with contextlib.suppress(ConnectionError):
-                await self._converse(ws, conn)
+                await self._converse(request, ws, conn)
         finally:
             self._sockets.discard(ws)
             self.progress.notify()
         return ws
 
-    async def _converse(self, ws: web.WebSocketResponse, conn: Qwen3Connection) -> None:
+    async def _converse(
+        self, request: web.Request, ws: web.WebSocketResponse, conn: Qwen3Connection
+    ) -> None:
         b = self.behaviour
         config: dict[str, Any] | None = None
         text = ""
@@ -127,6 +130,10 @@ class FakeQwen3TTSServer:
                 return
             if kind == "session.config":
                 config = message
+                if b.reset_on_config:
+                    conn.closed_by_server = True
+                    reset(request.transport)
+                    return
             elif kind == "input.text":
                 text += message["text"]
             elif kind == "session.close":

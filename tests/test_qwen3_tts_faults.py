@@ -194,6 +194,20 @@ async def test_a_connection_cut_mid_audio_is_never_retried(
     assert len(server.connections) == 1
 
 
+async def test_a_connection_reset_before_any_audio_is_retried_on_a_new_socket(
+    server: FakeQwen3TTSServer, http: aiohttp.ClientSession, scan: SecretScan
+) -> None:
+    server.behaviour.reset_on_config = True
+    outcome = asyncio.ensure_future(synthesis(server.url, http, scan, RETRY))
+    await server.progress.until(lambda: any(c.closed_by_server for c in server.connections))
+    server.behaviour.reset_on_config = False
+    assert_spoken(await asyncio.wait_for(outcome, BOUND), TEXT.split())
+    assert len(server.connections) == 2
+    server.behaviour.reset_on_config = True
+    e = await expect(scan, APIConnectionError, synthesis(server.url, http, scan, QUICK))
+    assert e.retryable
+
+
 async def test_aclose_during_connect_returns_at_once_and_leaves_nothing_behind(
     http: aiohttp.ClientSession, scan: SecretScan
 ) -> None:
@@ -285,8 +299,18 @@ def test_a_synthesis_survives_any_server_frames(
 
     outcome = asyncio.run(main())
     if not isinstance(outcome, APIError):
-        sent = b"".join(f for f in frames if isinstance(f, bytes))
+        # The synthesis is what came before the first session.done; later audio is nobody's.
+        ends = [i for i, f in enumerate(frames) if isinstance(f, str) and _is_done(f)]
+        spoken = frames[: ends[0]] if ends else frames
+        sent = b"".join(f for f in spoken if isinstance(f, bytes))
         assert outcome[: len(sent) // 2 * 2] == sent[: len(sent) // 2 * 2]
+
+
+def _is_done(frame: str) -> bool:
+    try:
+        return bool(json.loads(frame).get("type") == "session.done")
+    except (ValueError, AttributeError):
+        return False
 
 
 ALIGNMENT_VALUES = st.lists(JSON, max_size=5)

@@ -263,6 +263,7 @@ class Qwen3SynthesizeStream(tts.SynthesizeStream):
         sock = await self._backend.acquire(self._conn_options.timeout)
         turn = _Turn(last_message_at=time.monotonic())
         clean = False
+        lost: APIConnectionError | None = None
         try:
             # The config goes out before the first token: the server readies the voice while
             # the LLM is still thinking.
@@ -290,14 +291,16 @@ class Qwen3SynthesizeStream(tts.SynthesizeStream):
                 e.retryable = False
             raise
         except (aiohttp.ClientError, ConnectionError) as e:
-            raise APIConnectionError(
+            lost = APIConnectionError(
                 f"Baseten Qwen3-TTS connection lost: {type(e).__name__}: {e}",
                 retryable=not turn.audio,
-            ) from None
+            )
         finally:
             # A synthesis cut short (an error, an interruption) leaves the server generating
             # for nobody: only a socket that finished cleanly is kept.
             await self._backend.release(sock, reusable=clean)
+        if lost is not None:
+            raise lost  # outside the except block: no aiohttp exception chained to it
 
     async def _supervise(
         self, turn: _Turn, sender: asyncio.Task[bool], receiver: asyncio.Task[None]
