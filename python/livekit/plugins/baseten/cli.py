@@ -191,7 +191,7 @@ def serve(
             table.add_row("Whisper streaming (STT)", server.whisper_url)
             table.add_row("Orpheus WebSocket (TTS)", server.tts_websocket_url)
             table.add_row("Orpheus predict (TTS)", server.tts_predict_url)
-            table.add_row("Qwen3-TTS WebSocket (TTS, voices)", server.qwen3_tts_url)
+            table.add_row("Qwen3-TTS (TTS, voices)", server.qwen3_tts_url)
             table.add_row("OpenAI-compatible base URL (LLM)", server.llm_base_url)
             out.print(table)
             out.print("Any API key works. Ctrl-C to stop.")
