@@ -214,6 +214,28 @@ async def test_one_socket_carries_consecutive_syntheses_and_a_config_goes_out_on
     assert conn.messages[-1] == {"type": "session.close"}
 
 
+async def test_prewarm_opens_and_configures_the_socket_the_first_synthesis_uses(
+    server: FakeQwen3TTSServer, http: aiohttp.ClientSession
+) -> None:
+    engine = make_tts(server, http)
+    engine.prewarm()
+    await server.progress.until(lambda: bool(server.all_messages()))
+    assert server.all_messages()[0]["type"] == "session.config"
+    audio, _ = await speak(engine, ["Hi."])
+    assert_spoken(audio, ["Hi."])
+    [conn] = server.connections
+    assert len(conn.of_type("session.config")) == 1
+    await engine.aclose()
+
+
+async def test_a_prewarm_that_fails_leaves_nothing_behind(http: aiohttp.ClientSession) -> None:
+    engine = baseten.TTS(model="qwen3-tts", api_key=KEY, model_endpoint="ws://127.0.0.1:9/x",
+                         http_session=http, voice="ada")  # fmt: skip
+    engine.prewarm()
+    await engine.aclose()  # waits for the prewarm to fail
+    assert [t for t in asyncio.all_tasks() if t.get_name().startswith("baseten.")] == []
+
+
 async def test_a_synthesis_keeps_the_options_it_started_with(
     server: FakeQwen3TTSServer, http: aiohttp.ClientSession
 ) -> None:

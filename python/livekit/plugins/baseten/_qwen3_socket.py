@@ -121,6 +121,13 @@ class WarmSlot:
         self._spawn(sock.close(polite=False))
         return None
 
+    def occupied(self) -> bool:
+        return self._parked is not None
+
+    def spawn(self, job: Any) -> None:
+        """Runs `job` (a coroutine that parks a socket, say) in a task aclose() waits for."""
+        self._spawn(job)
+
     def park(self, sock: Qwen3Socket) -> bool:
         """Parks `sock` for the next synthesis; False when the slot is taken or closed (the
         caller then closes `sock`)."""

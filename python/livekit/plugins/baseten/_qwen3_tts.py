@@ -197,10 +197,34 @@ class Qwen3Backend:
         opts.check()
         self.opts = opts
 
+    def prewarm(self, timeout: float) -> None:
+        """Opens and configures the warm socket ahead of the first synthesis, in the
+        background; a failure only means the synthesis opens its own."""
+        if not self._slot.occupied():
+            self._slot.spawn(self._prewarm(timeout))
+
+    async def _prewarm(self, timeout: float) -> None:
+        try:
+            sock = await self._dial(timeout)
+        except (APIError, RuntimeError) as e:  # RuntimeError: no job, hence no session
+            logger.debug("Qwen3-TTS prewarm failed: %s", e)
+            return
+        config = self.opts.session_config()
+        try:
+            await sock.send(config)
+        except (aiohttp.ClientError, ConnectionError):
+            await sock.close(polite=False)
+            return
+        sock.config = config
+        await self.release(sock, reusable=True)
+
     async def acquire(self, timeout: float) -> Qwen3Socket:
         """The warm socket, or a new one."""
         if (sock := await self._slot.take()) is not None:
             return sock
+        return await self._dial(timeout)
+
+    async def _dial(self, timeout: float) -> Qwen3Socket:
         ws = await connect(
             self._session(),
             self.endpoint,

@@ -321,6 +321,11 @@ class TTS(tts.TTS[None]):
         self._streams.add(stream)
         return stream
 
+    def prewarm(self) -> None:
+        """Qwen3-TTS: opens and configures the warm socket in the background."""
+        if self._qwen3 is not None:
+            self._qwen3.prewarm(DEFAULT_API_CONNECT_OPTIONS.timeout)
+
     async def aclose(self) -> None:
         await asyncio.gather(*(s.aclose() for s in list(self._streams)))
         if self._qwen3 is not None:
