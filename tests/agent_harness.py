@@ -239,10 +239,11 @@ class Transcript(io.TextOutput):
 
     def __init__(self) -> None:
         super().__init__(label="transcript", next_in_chain=None)
-        self.pieces: list[str] = []
+        self.segments: list[list[str]] = [[]]  # one per reply, each the pieces in order
 
     async def capture_text(self, text: str) -> None:
-        self.pieces.append(text)
+        self.segments[-1].append(text)
 
     def flush(self) -> None:
-        pass
+        if self.segments[-1]:
+            self.segments.append([])

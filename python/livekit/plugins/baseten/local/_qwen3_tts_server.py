@@ -168,29 +168,33 @@ class _Session:
 
 
 def _alignment(sentence: str, words: list[_speech.Word], pcm_bytes: int) -> dict[str, list[Any]]:
-    """eSpeak's words as the server's alignment: each word with the punctuation around it (the
-    text between spaces; words eSpeak finds within one such token are one), ending where the
-    next begins, the last where the audio does."""
+    """eSpeak's words as the server's alignment, one entry per whitespace-delimited token of
+    the sentence (punctuation kept), each ending where the next begins and the last where the
+    audio does. eSpeak speaks some pairs as one word ("has been"): a token it gives no event
+    of its own starts between its neighbours."""
     total_s = pcm_bytes / 2 / _speech.SAMPLE_RATE
-    tokens: list[tuple[int, int]] = []
-    starts: list[float] = []
+    tokens = [(m.start(), m.end()) for m in re.finditer(r"\S+", sentence)]
+    known: dict[int, float] = {}
     for word in words:
-        span = _token_span(sentence, word.start_char, word.end_char)
-        if not tokens or span != tokens[-1]:
-            tokens.append(span)
-            starts.append(min(word.start_s, total_s))
+        at = next((i for i, (a, b) in enumerate(tokens) if a <= word.start_char < b), None)
+        if at is not None and at not in known:
+            known[at] = min(word.start_s, total_s)
+    starts: list[float] = []
+    for i in range(len(tokens)):
+        if i in known:
+            starts.append(known[i])
+            continue
+        before = starts[-1] if starts else 0.0
+        after_at = next((j for j in range(i + 1, len(tokens)) if j in known), len(tokens))
+        after = known.get(after_at, total_s)
+        # Evenly between the last known start and the next (the end, if none).
+        step = (after - before) / (after_at - i + 1)
+        starts.append(before + step)
+    if starts and 0 not in known:
+        starts[0] = 0.0
     ends = [*starts[1:], total_s]
     return {
         "words": [sentence[a:b] for a, b in tokens],
         "word_start_times_seconds": [round(s, 3) for s in starts],
         "word_end_times_seconds": [round(e, 3) for e in ends],
     }
-
-
-def _token_span(text: str, start: int, end: int) -> tuple[int, int]:
-    """The whitespace-delimited token around `text[start:end]`."""
-    while start > 0 and not text[start - 1].isspace():
-        start -= 1
-    while end < len(text) and not text[end].isspace():
-        end += 1
-    return start, end
