@@ -88,7 +88,7 @@ class Qwen3Socket:
         without it the close alone is what stops a server in the middle of generating."""
         try:
             if polite and not self.ws.closed:
-                with contextlib.suppress(aiohttp.ClientError, ConnectionError, RuntimeError):
+                with contextlib.suppress(aiohttp.ClientError, ConnectionError):
                     await self.ws.send_str(json.dumps({"type": "session.close"}))
             await self.ws.close()  # waits briefly (the connect's ws_close) for the server
         finally:
@@ -118,15 +118,11 @@ class WarmSlot:
         if sock.reusable():
             return sock
         logger.debug("Qwen3-TTS: the parked socket is stale or was closed; dialling")
-        self._spawn(sock.close(polite=False))
+        self.spawn(sock.close(polite=False))
         return None
 
     def occupied(self) -> bool:
         return self._parked is not None
-
-    def spawn(self, job: Any) -> None:
-        """Runs `job` (a coroutine that parks a socket, say) in a task aclose() waits for."""
-        self._spawn(job)
 
     def park(self, sock: Qwen3Socket) -> bool:
         """Parks `sock` for the next synthesis; False when the slot is taken or closed (the
@@ -134,7 +130,7 @@ class WarmSlot:
         if self._closed or self._parked is not None:
             return False
         self._parked = sock
-        self._keeper = self._spawn(self._keep(sock))
+        self._keeper = self.spawn(self._keep(sock))
         return True
 
     async def aclose(self) -> None:
@@ -149,7 +145,8 @@ class WarmSlot:
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _spawn(self, job: Any) -> asyncio.Task[None]:
+    def spawn(self, job: Any) -> asyncio.Task[None]:
+        """Runs `job` (a close, a keepalive, a prewarm) in a task aclose() waits for."""
         task: asyncio.Task[None] = asyncio.create_task(job, name="baseten.TTS.qwen3.warm")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
