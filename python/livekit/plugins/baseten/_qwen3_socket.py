@@ -121,8 +121,9 @@ class WarmSlot:
         self.spawn(sock.close(polite=False))
         return None
 
-    def occupied(self) -> bool:
-        return self._parked is not None
+    def ready(self) -> bool:
+        """Whether a socket is parked, or none can be (the slot is closed)."""
+        return self._closed or self._parked is not None
 
     def park(self, sock: Qwen3Socket) -> bool:
         """Parks `sock` for the next synthesis; False when the slot is taken or closed (the

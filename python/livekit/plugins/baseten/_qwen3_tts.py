@@ -200,7 +200,7 @@ class Qwen3Backend:
     def prewarm(self, timeout: float) -> None:
         """Opens and configures the warm socket ahead of the first synthesis, in the
         background; a failure only means the synthesis opens its own."""
-        if not self._slot.occupied():
+        if not self._slot.ready():
             self._slot.spawn(self._prewarm(timeout))
 
     async def _prewarm(self, timeout: float) -> None:
