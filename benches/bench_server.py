@@ -21,6 +21,11 @@ The audio is a tone that never crosses zero, so a client can count exactly the s
 (LiveKit's AudioEmitter appends zeros at the end of a segment). The query string may override
 the flags per connection: `/tts?words_ms=250&speed=0`.
 
+`/qwen3-tts`, Qwen3-TTS streaming: `session.config`, `input.text`s, `input.done`; each
+sentence then goes out as `audio.start`, the same tone in the same chunks at the same pace, and
+`audio.done` with a word alignment when the config asks for one; then `session.done`. The socket
+stays open for the next synthesis; an empty `input.done` is answered with `session.done` alone.
+
     python benches/bench_server.py --port 8766 [--final-every 5] [--words-ms 300] \
         [--tts-speed 1] [--announce]
 """
@@ -134,10 +139,69 @@ def make_app(
                 await speaker
         return ws
 
+    async def handle_qwen3_tts(request: web.Request) -> web.StreamResponse:
+        per_word = tts_samples_per_word(float(request.query.get("words_ms", words_ms)))
+        speed = float(request.query.get("speed", tts_speed))
+        ws = web.WebSocketResponse(max_msg_size=16 << 20)
+        await ws.prepare(request)
+        timed = False
+        text = ""
+        with contextlib.suppress(ConnectionError):
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                event = json.loads(msg.data)
+                if event["type"] == "session.config":
+                    timed = event.get("timestamp_type") == "word"
+                elif event["type"] == "input.text":
+                    text += event["text"]
+                elif event["type"] == "input.done":
+                    for index, sentence in enumerate(_sentences(text)):
+                        await _qwen3_sentence(ws, index, sentence.split(), per_word, speed, timed)
+                    text = ""
+                    await ws.send_str('{"type": "session.done"}')
+                elif event["type"] == "session.close":
+                    break
+        return ws
+
     app = web.Application()
     app.router.add_get("/ws", handle)
     app.router.add_get("/tts", handle_tts)
+    app.router.add_get("/qwen3-tts", handle_qwen3_tts)
     return app
+
+
+def _sentences(text: str) -> list[str]:
+    sentences, current = [], []
+    for word in text.split():
+        current.append(word)
+        if word.endswith(TTS_SENTENCE_ENDS):
+            sentences.append(" ".join(current))
+            current = []
+    return sentences + ([" ".join(current)] if current else [])
+
+
+async def _qwen3_sentence(
+    ws: web.WebSocketResponse, index: int, words: list[str], per_word: int, speed: float,
+    timed: bool,
+) -> None:  # fmt: skip
+    """One Qwen3-TTS sentence: audio.start, the tone at `speed` times real time, audio.done."""
+    await ws.send_str(json.dumps({"type": "audio.start", "sentence_index": index,
+                                  "sample_rate": TTS_SAMPLE_RATE}))  # fmt: skip
+    speech = _Speech(ws, speed)
+    speech.release(per_word * len(words), end=True)
+    await speech.speak()
+    done: dict[str, object] = {"type": "audio.done", "sentence_index": index}
+    if timed:
+        word_s = per_word / TTS_SAMPLE_RATE
+        done["timestamp_info"] = {
+            "word_alignment": {
+                "words": words,
+                "word_start_times_seconds": [i * word_s for i in range(len(words))],
+                "word_end_times_seconds": [(i + 1) * word_s for i in range(len(words))],
+            }
+        }
+    await ws.send_str(json.dumps(done))
 
 
 class _Speech:

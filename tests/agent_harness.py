@@ -231,3 +231,19 @@ class Record:
         def _on_error(ev: ErrorEvent) -> None:
             self.errors.append(f"{type(ev.error).__name__}: {ev.error}")
             self.progress.notify()
+
+
+class Transcript(io.TextOutput):
+    """The agent's transcript as the session hands it out, piece by piece: with an aligned
+    transcript, the TTS's timed words."""
+
+    def __init__(self) -> None:
+        super().__init__(label="transcript", next_in_chain=None)
+        self.segments: list[list[str]] = [[]]  # one per reply, each the pieces in order
+
+    async def capture_text(self, text: str) -> None:
+        self.segments[-1].append(text)
+
+    def flush(self) -> None:
+        if self.segments[-1]:
+            self.segments.append([])

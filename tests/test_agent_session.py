@@ -5,7 +5,8 @@ through the local server's Orpheus) into the session's microphone in real time, 
 Whisper server that transcribes exactly (tests/fake_whisper.py, listening mode), our TTS and LLM
 on the local server. Turns ended by the STT and by the VAD, an interruption while the agent
 speaks, an agent handoff (a new STT stream with a large `start_time_offset`), an STT
-reconnection in the middle of a turn, and a ten-minute session. What is checked is what LiveKit
+reconnection in the middle of a turn, a ten-minute session, and Qwen3-TTS replies whose
+transcripts are the TTS's word alignment. What is checked is what LiveKit
 computes from the plugin's events: each user turn once, with every word, ending on the wall
 clock when its audio did."""
 
@@ -21,11 +22,22 @@ from typing import Literal
 import aiohttp
 import pytest
 from livekit.agents import NOT_GIVEN, Agent
+from livekit.agents.types import TimedString
 from livekit.agents.voice import AgentSession
 from livekit.plugins import baseten, silero
 from livekit.plugins.baseten.local import LocalServer
 
-from .agent_harness import Clock, Cue, Microphone, Part, Record, Silence, Speaker, Speech
+from .agent_harness import (
+    Clock,
+    Cue,
+    Microphone,
+    Part,
+    Record,
+    Silence,
+    Speaker,
+    Speech,
+    Transcript,
+)
 from .fake_tcp import CuttableProxy
 from .fake_whisper import FakeWhisperServer
 
@@ -97,15 +109,18 @@ async def run_session(
     turn_detection: Literal["stt", "vad"],
     turns: int,
     cues: dict[str, Callable[[], object]] | None = None,
+    tts_engine: baseten.TTS | None = None,
+    transcript: Transcript | None = None,
 ) -> tuple[Record, Microphone, Speaker]:
     """Plays `script` into a session until the microphone has played it all and the agent has
-    answered `turns` user turns."""
+    answered `turns` user turns. With a `transcript`, the session uses the TTS's aligned
+    transcript and hands it there."""
     session: AgentSession[None] = AgentSession(
         stt=make_stt(),
         llm=baseten.LLM(api_key="local", base_url=server.llm_base_url, model="local-stand-in"),
-        tts=baseten.TTS(
-            api_key="local", model_endpoint=server.tts_websocket_url, http_session=http
-        ),
+        tts=tts_engine
+        or baseten.TTS(api_key="local", model_endpoint=server.tts_websocket_url, http_session=http),
+        use_tts_aligned_transcript=transcript is not None,
         vad=silero.VAD.load(),
         # No echo here to cancel: the user is heard (and may interrupt) from the agent's first
         # word, as on a phone line.
@@ -125,6 +140,8 @@ async def run_session(
     microphone, speaker = Microphone(script, RATE, clock, actions, record.progress), Speaker()
     session.input.audio = microphone
     session.output.audio = speaker
+    if transcript is not None:
+        session.output.transcription = transcript
     await session.start(agent=Listener("the first agent"), record=False)
     try:
 
@@ -227,3 +244,49 @@ async def test_vad_turns_with_a_handoff(
     )
     assert_turns(record, microphone)
     assert record.errors == []
+
+
+async def test_qwen3_tts_replies_with_transcripts_aligned_word_by_word_across_an_interruption(
+    server: LocalServer, whisper: FakeWhisperServer, http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    u1, u2, *_ = await utterances(server, http, whisper)
+    transcript = Transcript()
+    voice = baseten.TTS(
+        model="qwen3-tts",
+        api_key="local",
+        model_endpoint=server.qwen3_tts_url,
+        http_session=http,
+        voice="leo",
+        word_timestamps=True,
+    )
+    record, microphone, speaker = await run_session(
+        # The first reply is interrupted by the second question.
+        [Silence(1.0), u1, Silence(1.8), u2, Silence(2.5)],
+        server=server,
+        http=http,
+        clock=clock,
+        make_stt=lambda: baseten.STT(
+            api_key="local", model_endpoint=whisper.url, http_session=http
+        ),
+        turn_detection="vad",
+        turns=2,
+        tts_engine=voice,
+        transcript=transcript,
+    )
+    await voice.aclose()
+    assert record.errors == []
+    assert speaker.interruptions >= 1
+    assert_turns(record, microphone)
+    # Each reply's transcript is the TTS's words, each timed on the reply's audio, in order
+    # (the interrupted one as far as the TTS got).
+    replies = [s for s in transcript.segments if s]
+    assert len(replies) == len(record.agent_replies) == 2, transcript.segments
+    for pieces, reply, said in zip(replies, record.agent_replies, UTTERANCES, strict=False):
+        timed = [p for p in pieces if isinstance(p, TimedString)]
+        assert timed == pieces and words("".join(timed)) == words(reply)
+        assert words(f"You said: {said}")[: len(timed)] == words(reply)
+        starts = [float(w.start_time) for w in timed]  # type: ignore[arg-type]
+        ends = [float(w.end_time) for w in timed]  # type: ignore[arg-type]
+        assert starts == sorted(starts) and starts[0] == 0.0
+        assert all(s <= e for s, e in zip(starts, ends, strict=True))
+    assert words(record.agent_replies[1]) == words(f"You said: {UTTERANCES[1]}")

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from livekit import rtc
 from livekit.agents import APIConnectOptions, APIStatusError, llm, stt
+from livekit.agents.types import USERDATA_TIMED_TRANSCRIPT
 from livekit.plugins import baseten
 from livekit.plugins.baseten.local import LocalServer
 from livekit.plugins.baseten.voice_turn import run_turn
@@ -208,6 +209,39 @@ async def test_predict_and_a_too_long_prompt(
         assert resp.status == 400
 
 
+async def test_qwen3_tts_speaks_a_registered_voice_with_word_times(
+    server: LocalServer, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    clip = tmp_path / "me.wav"
+    clip.write_bytes(SAMPLE.read_bytes())
+    url = server.qwen3_tts_url
+    voice = await baseten.register_voice(
+        model_endpoint=url, name="me", ref_audio_path=str(clip), api_key="local", http_session=http
+    )
+    listed = await baseten.list_voices(model_endpoint=url, api_key="local", http_session=http)
+    assert [v["name"] for v in listed["uploaded_voices"]] == [voice["name"]] == ["me"]
+    assert "tara" in listed["voices"]
+    engine = baseten.TTS(model="qwen3-tts", api_key="local", model_endpoint=url,
+                         http_session=http, voice="me", word_timestamps=True)  # fmt: skip
+    text = "Please send the report. The meeting has moved to Thursday."
+    stream = engine.stream()
+    stream.push_text(text)
+    stream.end_input()
+    audio, timed = bytearray(), []
+    async for ev in stream:
+        audio += ev.frame.data.tobytes()
+        timed += ev.frame.userdata.get(USERDATA_TIMED_TRANSCRIPT, [])
+    assert words("".join(timed)) == words(text)
+    starts = [w.start_time for w in timed]
+    assert starts == sorted(starts) and starts[0] == 0.0
+    assert timed[-1].end_time == pytest.approx(len(audio) / 48000, abs=0.01)
+    assert starts[4] > 1.0  # "The": after the first sentence's audio
+    engine.update_options(voice="nobody")
+    with pytest.raises(APIStatusError, match="not found"):
+        await engine.synthesize("Hi.", conn_options=APIConnectOptions(max_retry=0)).collect()
+    await engine.aclose()
+
+
 async def test_chat_completions_stand_in(server: LocalServer) -> None:
     model = baseten.LLM(api_key="local", base_url=server.llm_base_url, model="local")
     ctx = llm.ChatContext.empty()
@@ -297,6 +331,14 @@ def test_cli_speak_and_turn(tmp_path: Path) -> None:
     assert "STT final latency" in result.stdout and answer.stat().st_size > 48000
 
 
+def test_cli_speak_qwen3_tts(tmp_path: Path) -> None:
+    spoken = tmp_path / "hello.wav"
+    result = cli("speak", "Hello there.", "-o", str(spoken), "--model", "qwen3-tts")
+    assert result.returncode == 0, result.stderr
+    with wave.open(str(spoken)) as w:
+        assert w.getframerate() == 24000 and w.getnframes() > 12000
+
+
 @pytest.mark.parametrize(
     ("args", "key", "message"),
     [
@@ -311,6 +353,11 @@ def test_cli_speak_and_turn(tmp_path: Path) -> None:
             ("speak", "hi", "-o", "out.wav", "--endpoint", "ftp://x"),
             "k",
             "invalid Baseten endpoint",
+        ),
+        (
+            ("speak", "hi", "-o", "out.wav", "--model", "qwen3-tts", "--predict"),
+            None,
+            "drop --predict",
         ),
     ],
 )

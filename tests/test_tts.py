@@ -299,7 +299,7 @@ def test_endpoints_built_from_ids(monkeypatch: pytest.MonkeyPatch) -> None:
             "WebSocket endpoints only",
         ),
         ({"language": "de"}, "Orpheus' voices are English"),
-        ({"model": "qwen3-tts"}, "is not supported"),
+        ({"model": "kokoro"}, "model must be 'orpheus' or 'qwen3-tts'"),
         ({"voice": ""}, "voice must not be empty"),
         ({"temperature": 0}, "temperature must be in"),
     ],

@@ -1,12 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 
-"""Baseten plugin for LiveKit Agents: Whisper STT, Orpheus TTS and Baseten's LLM APIs.
+"""Baseten plugin for LiveKit Agents: Whisper STT, Orpheus and Qwen3-TTS, Baseten's LLM APIs.
 
 The per-stream audio and transcript hot paths run in a Rust extension (`_native`).
 """
 
 from livekit.agents import Plugin
 
+from ._voices import list_voices, register_voice
 from .llm import LLM
 from .log import logger
 from .models import LLMModels, STTModels, TTSModels, TTSVoices
@@ -25,7 +26,9 @@ __all__ = [
     "TTSModels",
     "TTSVoices",
     "__version__",
+    "list_voices",
     "logger",
+    "register_voice",
 ]
 
 

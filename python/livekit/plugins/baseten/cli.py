@@ -16,7 +16,7 @@ import wave
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_args
 
 import aiohttp
 import typer
@@ -27,7 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from . import STT, TTS
-from .models import TTSVoices
+from .models import TTSModels, TTSVoices
 
 app = typer.Typer(
     name="livekit-baseten",
@@ -80,6 +80,7 @@ class Endpoints:
     stt: str | None = None
     tts: str | None = None
     llm_base_url: str | None = None
+    qwen3_tts: str | None = None  # the local server's; on Baseten, `tts` is the endpoint
     local: bool = False
 
 
@@ -115,6 +116,7 @@ async def endpoints(
             stt=server.whisper_url,
             tts=server.tts_predict_url if predict else server.tts_websocket_url,
             llm_base_url=server.llm_base_url,
+            qwen3_tts=server.qwen3_tts_url,
             local=True,
         )
 
@@ -189,6 +191,7 @@ def serve(
             table.add_row("Whisper streaming (STT)", server.whisper_url)
             table.add_row("Orpheus WebSocket (TTS)", server.tts_websocket_url)
             table.add_row("Orpheus predict (TTS)", server.tts_predict_url)
+            table.add_row("Qwen3-TTS (TTS, voices)", server.qwen3_tts_url)
             table.add_row("OpenAI-compatible base URL (LLM)", server.llm_base_url)
             out.print(table)
             out.print("Any API key works. Ctrl-C to stop.")
@@ -283,25 +286,47 @@ def speak(
     text: Annotated[str, typer.Argument(help="What to say.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="WAV file to write.")],
     endpoint: Annotated[
-        str | None, typer.Option(help="Orpheus endpoint (wss:// or https://).")
+        str | None, typer.Option(help="TTS endpoint (wss:// or, for Orpheus, https://).")
     ] = None,
-    model_id: Annotated[str | None, typer.Option(help="Baseten Orpheus model id.")] = None,
-    voice: Annotated[str, typer.Option(help=f"Voice ({', '.join(TTSVoices.__args__)}).")] = "tara",
+    model_id: Annotated[str | None, typer.Option(help="Baseten TTS model id.")] = None,
+    voice: Annotated[
+        str,
+        typer.Option(
+            help=f"Voice: Orpheus' ({', '.join(TTSVoices.__args__)}), or a Qwen3-TTS voice "
+            "registered on the deployment (the local server knows Orpheus' names too)."
+        ),
+    ] = "tara",
     predict: Annotated[
-        bool, typer.Option(help="Use HTTP predict instead of the WebSocket.")
+        bool, typer.Option(help="Use HTTP predict instead of the WebSocket (Orpheus).")
     ] = False,
+    model: Annotated[
+        str, typer.Option(help="The deployment's protocol: orpheus or qwen3-tts.")
+    ] = "orpheus",
 ) -> None:
     """Synthesize TEXT through baseten.TTS into a 24 kHz WAV file."""
     from ._endpoint import TRUSS_WS_URL
     from .tts import TRUSS_PREDICT_URL
 
     async def job() -> None:
+        if model not in get_args(TTSModels):
+            raise CliError(
+                f"--model must be one of {', '.join(get_args(TTSModels))}, not {model!r}"
+            )
+        if model == "qwen3-tts" and predict:
+            raise CliError("Qwen3-TTS is served over the WebSocket only: drop --predict")
         url = model_url(endpoint, model_id, TRUSS_PREDICT_URL if predict else TRUSS_WS_URL)
         async with (
             endpoints(tts_url=url, predict=predict, needs=("tts",)) as ep,
             aiohttp.ClientSession() as http,
         ):
-            engine = TTS(api_key=ep.api_key, model_endpoint=ep.tts, http_session=http, voice=voice)
+            tts_url = ep.qwen3_tts if ep.local and model == "qwen3-tts" else ep.tts
+            engine = TTS(
+                model=model,  # type: ignore[arg-type]  # checked above
+                api_key=ep.api_key,
+                model_endpoint=tts_url,
+                http_session=http,
+                voice=voice,
+            )
             started = time.perf_counter()
             frame = await engine.synthesize(text).collect()
             write_wav(output, frame.data.tobytes(), frame.sample_rate)

@@ -21,7 +21,9 @@ LLMModels = Literal[
 
 # The wire protocols this plugin speaks: Baseten's streaming Whisper and Orpheus servers.
 STTModels = Literal["whisper"]
-TTSModels = Literal["orpheus"]
+
+# The TTS wire protocols: Orpheus (WebSocket or predict) and Qwen3-TTS (WebSocket, voice clones).
+TTSModels = Literal["orpheus", "qwen3-tts"]
 
 # Orpheus' English voices; other voice names are passed through to the server.
 TTSVoices = Literal["tara", "leah", "jess", "leo", "dan", "mia", "zac", "zoe"]

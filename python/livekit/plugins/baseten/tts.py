@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 
-"""Text-to-speech with Orpheus on Baseten, over WebSocket (streaming) or HTTP predict.
+"""Text-to-speech on Baseten: Orpheus over WebSocket (streaming) or HTTP predict, and
+Qwen3-TTS (`model="qwen3-tts"`, in _qwen3_tts.py) over WebSocket.
 
-The endpoint's scheme picks the protocol: ``wss://`` streams text in and audio out on one
-socket per utterance; ``https://`` posts the whole text and streams the audio back.
+For Orpheus the endpoint's scheme picks the protocol: ``wss://`` streams text in and audio out
+on one socket per utterance; ``https://`` posts the whole text and streams the audio back.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ._orpheus import (
     prompt_limit,
     split_prompt,
 )
+from ._qwen3_tts import Qwen3Backend, Qwen3Options, Qwen3SynthesizeStream, load_ref_audio
 from ._websocket import connect, failure_of
 from .models import TTSModels, TTSVoices
 
@@ -68,12 +70,21 @@ class TTS(tts.TTS[None]):
         transport: NotGivenOr[Transport] = NOT_GIVEN,
         voice: NotGivenOr[TTSVoices | str] = NOT_GIVEN,
         language: NotGivenOr[str] = NOT_GIVEN,
-        temperature: float = 0.6,
-        max_tokens: int = 2000,
+        temperature: NotGivenOr[float] = NOT_GIVEN,
+        max_tokens: NotGivenOr[int] = NOT_GIVEN,
         buffer_size: NotGivenOr[int] = NOT_GIVEN,
+        task_type: str = "Base",
+        instructions: str | None = None,
+        max_new_tokens: int | None = None,
+        initial_codec_chunk_frames: int | None = None,
+        x_vector_only_mode: bool | None = None,
+        ref_audio: str | None = None,
+        ref_text: str | None = None,
+        word_timestamps: bool = False,
+        extra_config: dict[str, Any] | None = None,
         http_session: aiohttp.ClientSession | None = None,
     ) -> None:
-        """Baseten Orpheus text-to-speech, 24 kHz mono.
+        """Baseten text-to-speech, 24 kHz mono: Orpheus (the default) or Qwen3-TTS.
 
         The endpoint, in priority order: ``model_endpoint``; ``model_id`` or ``chain_id``
         (built for ``transport``); the ``BASETEN_MODEL_ENDPOINT`` environment variable.
@@ -85,27 +96,107 @@ class TTS(tts.TTS[None]):
         - predict: ``https://model-{id}.api.baseten.co/environments/production/predict``
           (``https://chain-{id}.../environments/production/run_remote`` for chains)
 
+        ``model="qwen3-tts"`` speaks Qwen3-TTS over WebSocket only (URLs built from ids as for
+        Orpheus WebSocket), with one socket kept warm between syntheses; it takes ``voice``,
+        ``language`` and the Qwen3 arguments below, and refuses Orpheus' (``transport``
+        "predict", ``temperature``, ``max_tokens``, ``buffer_size``). Orpheus refuses the
+        Qwen3 arguments.
+
         Args:
-            model: only ``"orpheus"``: this plugin speaks Baseten's Orpheus protocols.
+            model: ``"orpheus"`` or ``"qwen3-tts"``: the deployment's protocol.
             transport: ``"websocket"`` or ``"predict"``, for URLs built from ``model_id`` or
                 ``chain_id``; with ``model_endpoint`` it must agree with the scheme.
-            voice: an Orpheus voice (tara, leah, jess, leo, dan, mia, zac, zoe) or another
-                name the deployment knows; default ``"tara"``.
-            language: Orpheus' voices are English; only ``"en"`` is accepted.
-            temperature: sampling temperature (both transports).
-            max_tokens: cap on generated audio tokens per request (both transports).
-            buffer_size: words the WebSocket server gathers before generating when no
+            voice: Orpheus: a voice (tara, leah, jess, leo, dan, mia, zac, zoe) or another
+                name the deployment knows; default ``"tara"``. Qwen3-TTS: required, a voice
+                registered on the deployment (see ``register_voice``) or a preset of a
+                CustomVoice deployment.
+            language: Orpheus' voices are English: only ``"en"``. Qwen3-TTS: a language
+                name for the server, default ``"Auto"``.
+            temperature: Orpheus sampling temperature (both transports), default 0.6.
+            max_tokens: Orpheus cap on audio tokens per request, default 2000.
+            buffer_size: words the Orpheus WebSocket server gathers before generating when no
                 sentence has ended (default 10); WebSocket endpoints only.
+            task_type: Qwen3-TTS checkpoint kind: ``"Base"`` (voice clones, the default),
+                ``"CustomVoice"`` or ``"VoiceDesign"``.
+            instructions: Qwen3-TTS style prompt (CustomVoice and VoiceDesign).
+            max_new_tokens: Qwen3-TTS cap on audio tokens per sentence.
+            initial_codec_chunk_frames: Qwen3-TTS size of the first audio chunk: larger
+                trades time to first audio for onset quality.
+            x_vector_only_mode: Qwen3-TTS: condition on the speaker embedding alone.
+            ref_audio: Qwen3-TTS inline clone: an http(s) URL, or a local file (sent as
+                base64; read here, so a missing file is a ValueError now).
+            ref_text: Qwen3-TTS transcript of ``ref_audio``.
+            word_timestamps: Qwen3-TTS: ask for word alignment and hand it to LiveKit as an
+                aligned transcript (``capabilities.aligned_transcript``), for
+                ``AgentSession(use_tts_aligned_transcript=True)``.
+            extra_config: Qwen3-TTS: merged last into ``session.config``, for server fields
+                newer than this plugin (it may not set the fields the plugin manages).
             http_session: the aiohttp session to use; defaults to the job's. TLS certificates
                 are always verified; to trust a private CA (a proxy, a local server), pass a
                 session whose connector does:
                 ``aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_context))``.
         """
-        if model != "orpheus":
-            raise ValueError(
-                f"model {model!r} is not supported: this plugin speaks Baseten's Orpheus "
-                "protocols (model='orpheus')"
+        self._qwen3: Qwen3Backend | None = None
+        self._session = http_session
+        self._streams: weakref.WeakSet[tts.SynthesizeStream] = weakref.WeakSet()
+        if model == "qwen3-tts":
+            if is_given(transport) and transport != "websocket":
+                raise ValueError("model='qwen3-tts' is served over WebSocket only")
+            _refuse(
+                "model='orpheus'",
+                temperature=is_given(temperature),
+                max_tokens=is_given(max_tokens),
+                buffer_size=is_given(buffer_size),
             )
+            self._endpoint = resolve_endpoint(
+                model_endpoint=model_endpoint,
+                model_id=model_id,
+                chain_id=chain_id,
+                truss_template=TRUSS_WS_URL,
+                chain_template=CHAIN_WS_URL,
+                schemes=("wss", "ws"),
+            )
+            super().__init__(
+                capabilities=tts.TTSCapabilities(
+                    streaming=True, aligned_transcript=word_timestamps
+                ),
+                sample_rate=SAMPLE_RATE,
+                num_channels=NUM_CHANNELS,
+            )
+            opts = Qwen3Options(
+                voice=voice if is_given(voice) else "",
+                task_type=task_type,
+                language=language if is_given(language) else "Auto",
+                instructions=instructions,
+                max_new_tokens=max_new_tokens,
+                initial_codec_chunk_frames=initial_codec_chunk_frames,
+                x_vector_only_mode=x_vector_only_mode,
+                ref_audio=load_ref_audio(ref_audio) if ref_audio is not None else None,
+                ref_text=ref_text,
+                word_timestamps=word_timestamps,
+                extra_config=dict(extra_config or {}),
+            )
+            self._qwen3 = Qwen3Backend(
+                endpoint=self._endpoint,
+                api_key=resolve_api_key(api_key),
+                opts=opts,
+                session=self._ensure_session,
+            )
+            return
+        if model != "orpheus":
+            raise ValueError(f"model must be 'orpheus' or 'qwen3-tts', got {model!r}")
+        _refuse(
+            "model='qwen3-tts'",
+            task_type=task_type != "Base",
+            instructions=instructions is not None,
+            max_new_tokens=max_new_tokens is not None,
+            initial_codec_chunk_frames=initial_codec_chunk_frames is not None,
+            x_vector_only_mode=x_vector_only_mode is not None,
+            ref_audio=ref_audio is not None,
+            ref_text=ref_text is not None,
+            word_timestamps=word_timestamps,
+            extra_config=extra_config is not None,
+        )
         if is_given(language) and language.split("-")[0].lower() not in ("en", "english"):
             raise ValueError(f"Orpheus' voices are English; language {language!r} is not offered")
         if is_given(transport) and transport not in ("websocket", "predict"):
@@ -133,13 +224,11 @@ class TTS(tts.TTS[None]):
         self._endpoint = endpoint
         self._opts = OrpheusOptions(
             voice=voice if is_given(voice) else "tara",
-            temperature=temperature,
-            max_tokens=max_tokens,
+            temperature=temperature if is_given(temperature) else 0.6,
+            max_tokens=max_tokens if is_given(max_tokens) else 2000,
             buffer_size=buffer_size if is_given(buffer_size) else DEFAULT_BUFFER_SIZE,
         )
         _check_options(self._opts)
-        self._session = http_session
-        self._streams: weakref.WeakSet[SynthesizeStream] = weakref.WeakSet()
         # Predict takes whole text: stream() synthesizes sentence by sentence, as LiveKit's
         # StreamAdapter does for every non-streaming TTS. One adapter: each registers itself.
         self._adapter = (
@@ -150,14 +239,15 @@ class TTS(tts.TTS[None]):
 
     @property
     def model(self) -> str:
-        return "orpheus"
+        return "orpheus" if self._qwen3 is None else "qwen3-tts"
 
     @property
     def provider(self) -> str:
         return "Baseten"
 
     def __repr__(self) -> str:
-        return f"baseten.TTS(endpoint={self._endpoint!r}, voice={self._opts.voice!r})"
+        voice = self._opts.voice if self._qwen3 is None else self._qwen3.opts.voice
+        return f"baseten.TTS(model={self.model!r}, endpoint={self._endpoint!r}, voice={voice!r})"
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -172,8 +262,29 @@ class TTS(tts.TTS[None]):
         temperature: NotGivenOr[float] = NOT_GIVEN,
         max_tokens: NotGivenOr[int] = NOT_GIVEN,
         buffer_size: NotGivenOr[int] = NOT_GIVEN,
+        instructions: NotGivenOr[str | None] = NOT_GIVEN,
+        max_new_tokens: NotGivenOr[int | None] = NOT_GIVEN,
     ) -> None:
-        """Changes options for the next synthesis (one already running keeps its own)."""
+        """Changes options for the next synthesis (one already running keeps its own).
+        Qwen3-TTS takes voice, language, instructions and max_new_tokens (a changed config
+        goes out once, before the next synthesis); Orpheus the others."""
+        if self._qwen3 is not None:
+            _refuse(
+                "model='orpheus'",
+                temperature=is_given(temperature),
+                max_tokens=is_given(max_tokens),
+                buffer_size=is_given(buffer_size),
+            )
+            self._qwen3.update_options(
+                voice=voice, language=language, instructions=instructions,
+                max_new_tokens=max_new_tokens,
+            )  # fmt: skip
+            return
+        _refuse(
+            "model='qwen3-tts'",
+            instructions=is_given(instructions),
+            max_new_tokens=is_given(max_new_tokens),
+        )
         if is_given(language) and language.split("-")[0].lower() not in ("en", "english"):
             raise ValueError(f"Orpheus' voices are English; language {language!r} is not offered")
         if is_given(buffer_size) and not self.capabilities.streaming:
@@ -200,14 +311,25 @@ class TTS(tts.TTS[None]):
     def stream(
         self, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
     ) -> tts.SynthesizeStream:
-        if self._adapter is not None:
+        stream: tts.SynthesizeStream
+        if self._qwen3 is not None:
+            stream = Qwen3SynthesizeStream(tts=self, backend=self._qwen3, conn_options=conn_options)
+        elif self._adapter is not None:
             return self._adapter.stream(conn_options=conn_options)
-        stream = SynthesizeStream(tts=self, conn_options=conn_options)
+        else:
+            stream = SynthesizeStream(tts=self, conn_options=conn_options)
         self._streams.add(stream)
         return stream
 
+    def prewarm(self) -> None:
+        """Qwen3-TTS: opens and configures the warm socket in the background."""
+        if self._qwen3 is not None:
+            self._qwen3.prewarm(DEFAULT_API_CONNECT_OPTIONS.timeout)
+
     async def aclose(self) -> None:
         await asyncio.gather(*(s.aclose() for s in list(self._streams)))
+        if self._qwen3 is not None:
+            await self._qwen3.aclose()  # ends the warm socket's session
 
 
 class ChunkedStream(tts.ChunkedStream):
@@ -448,6 +570,12 @@ def _check_options(opts: OrpheusOptions) -> None:
         raise ValueError("max_tokens and buffer_size must be positive")
     if not 0.0 < opts.temperature <= 2.0:
         raise ValueError(f"temperature must be in (0, 2], got {opts.temperature}")
+
+
+def _refuse(model: str, **given: bool) -> None:
+    """A ValueError naming the arguments given that only `model` takes."""
+    if names := [name for name, is_set in given.items() if is_set]:
+        raise ValueError(f"{', '.join(names)} apply to {model} only")
 
 
 def _api_error(e: BaseException) -> BaseException:

@@ -2,13 +2,15 @@
 
 """A local server speaking Baseten's wire protocols, with real offline engines behind them:
 streaming Whisper (tiny.en, English only) with Silero VAD, Orpheus TTS (WebSocket and predict,
-spoken by eSpeak NG), and OpenAI-compatible chat completions (a deterministic stand-in).
+spoken by eSpeak NG), Qwen3-TTS (eSpeak NG, with word alignments and registered voices), and
+OpenAI-compatible chat completions (a deterministic stand-in).
 
 Install with the `local` extra. Paths (all on one port):
 
 - `ws://HOST:PORT/whisper/websocket`: Baseten streaming Whisper
 - `ws://HOST:PORT/orpheus/websocket`: Orpheus WebSocket streaming
 - `http://HOST:PORT/orpheus/predict`: Orpheus HTTP predict
+- `ws://HOST:PORT/qwen3-tts/websocket`: Qwen3-TTS streaming, `voice.add`, `voice.list`
 - `http://HOST:PORT/v1`: OpenAI-compatible base URL (`/v1/chat/completions`)
 """
 
@@ -20,7 +22,7 @@ from types import TracebackType
 
 from aiohttp import web
 
-from . import _chat_server, _orpheus_server, _recognizer, _whisper_server
+from . import _chat_server, _orpheus_server, _qwen3_tts_server, _recognizer, _whisper_server
 
 logger = logging.getLogger("livekit.plugins.baseten.local")
 
@@ -32,6 +34,8 @@ def create_app() -> web.Application:
     app.router.add_get("/whisper/websocket", _whisper_server.handle)
     app.router.add_get("/orpheus/websocket", _orpheus_server.websocket)
     app.router.add_post("/orpheus/predict", _orpheus_server.predict)
+    app[_qwen3_tts_server.VOICES_KEY] = {}  # the voices registered with voice.add
+    app.router.add_get("/qwen3-tts/websocket", _qwen3_tts_server.websocket)
     app.router.add_post("/v1/chat/completions", _chat_server.completions)
     return app
 
@@ -88,6 +92,10 @@ class LocalServer:
     @property
     def tts_predict_url(self) -> str:
         return f"http://{self.host}:{self._port}/orpheus/predict"
+
+    @property
+    def qwen3_tts_url(self) -> str:
+        return f"ws://{self.host}:{self._port}/qwen3-tts/websocket"
 
     @property
     def llm_base_url(self) -> str:
