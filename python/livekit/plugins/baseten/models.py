@@ -20,7 +20,7 @@ LLMModels = Literal[
 ]
 
 # The wire protocols this plugin speaks: Baseten's streaming Whisper and Orpheus servers.
-STTModels = Literal["whisper"]
+STTModels = Literal["whisper", "qwen3-asr"]
 TTSModels = Literal["orpheus"]
 
 # Orpheus' English voices; other voice names are passed through to the server.

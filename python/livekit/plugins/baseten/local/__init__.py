@@ -7,6 +7,7 @@ spoken by eSpeak NG), and OpenAI-compatible chat completions (a deterministic st
 Install with the `local` extra. Paths (all on one port):
 
 - `ws://HOST:PORT/whisper/websocket`: Baseten streaming Whisper
+- `ws://HOST:PORT/qwen3-asr/websocket`: Baseten Qwen3-ASR streaming (the same Whisper tiny.en)
 - `ws://HOST:PORT/orpheus/websocket`: Orpheus WebSocket streaming
 - `http://HOST:PORT/orpheus/predict`: Orpheus HTTP predict
 - `http://HOST:PORT/v1`: OpenAI-compatible base URL (`/v1/chat/completions`)
@@ -20,7 +21,7 @@ from types import TracebackType
 
 from aiohttp import web
 
-from . import _chat_server, _orpheus_server, _recognizer, _whisper_server
+from . import _chat_server, _orpheus_server, _qwen3_asr_server, _recognizer, _whisper_server
 
 logger = logging.getLogger("livekit.plugins.baseten.local")
 
@@ -30,6 +31,7 @@ __all__ = ["LocalServer", "create_app"]
 def create_app() -> web.Application:
     app = web.Application()
     app.router.add_get("/whisper/websocket", _whisper_server.handle)
+    app.router.add_get("/qwen3-asr/websocket", _qwen3_asr_server.handle)
     app.router.add_get("/orpheus/websocket", _orpheus_server.websocket)
     app.router.add_post("/orpheus/predict", _orpheus_server.predict)
     app.router.add_post("/v1/chat/completions", _chat_server.completions)
@@ -80,6 +82,10 @@ class LocalServer:
     @property
     def whisper_url(self) -> str:
         return f"ws://{self.host}:{self._port}/whisper/websocket"
+
+    @property
+    def qwen3_asr_url(self) -> str:
+        return f"ws://{self.host}:{self._port}/qwen3-asr/websocket"
 
     @property
     def tts_websocket_url(self) -> str:
