@@ -18,9 +18,12 @@ import asyncio
 import base64
 import binascii
 import json
+import ssl
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from aiohttp import WSMsgType, web
 
 from .fake_tcp import Progress
@@ -61,7 +64,11 @@ class Behaviour:
     close_after_commit: bool = False  # close (code 1000) right after answering a commit
     error_after_chunks: int = 0  # send `{"type":"error","message":...}` after this many
     reject_status: int = 0  # refuse the handshake with this HTTP status
+    reject_handshakes: int = 0  # with reject_status: refuse only the first N handshakes (0: all)
     inject: list[str] = field(default_factory=list)  # sent right after the handshake
+    # Listen instead of counting chunks: utterances are found by their energy (silence is
+    # digital zero) and named by their length, from this table of (seconds, text).
+    utterances: list[tuple[float, str]] | None = None
 
 
 @dataclass
@@ -81,19 +88,21 @@ class FakeQwen3AsrServer:
         self.behaviour = Behaviour()
         self.sessions: list[Session] = []
         self.handshakes = 0
+        self.handshake_times: list[float] = []  # time.monotonic() of each handshake
         self.progress = Progress()
         self._runner: web.AppRunner | None = None
         self.url = ""
 
-    async def start(self) -> FakeQwen3AsrServer:
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> FakeQwen3AsrServer:
         app = web.Application()
         app.router.add_get("/v1/websocket", self._handle)
         self._runner = web.AppRunner(app, shutdown_timeout=0.1)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"ws://127.0.0.1:{port}/v1/websocket"
+        scheme = "wss" if ssl_context else "ws"
+        self.url = f"{scheme}://127.0.0.1:{port}/v1/websocket"
         return self
 
     async def close(self) -> None:
@@ -102,8 +111,9 @@ class FakeQwen3AsrServer:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.handshakes += 1
+        self.handshake_times.append(time.monotonic())
         b = self.behaviour
-        if b.reject_status:
+        if b.reject_status and (not b.reject_handshakes or self.handshakes <= b.reject_handshakes):
             return web.Response(status=b.reject_status, text="rejected by the fake server")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
@@ -132,6 +142,8 @@ class _Recogniser:
         self.chunks = 0
         self.utterance_start = 0
         self.loud: list[bool] = []  # per chunk: sound, not digital silence
+        self.speech_start: int | None = None  # listening: the chunk the speech began at
+        self.last_loud = 0
         self.answers: list[asyncio.Task[None]] = []
 
     async def run(self) -> None:
@@ -183,7 +195,9 @@ class _Recogniser:
             await self.ws.close(code=1011)
             s.closed_by = "server"
             return False
-        if b.final_every_chunks and n - self.utterance_start == b.final_every_chunks:
+        if b.utterances is not None:
+            await self.listen(audio)
+        elif b.final_every_chunks and n - self.utterance_start == b.final_every_chunks:
             await self.transcript(final=True)
         elif b.partial_every_chunks and (n - self.utterance_start) % b.partial_every_chunks == 0:
             await self.transcript(final=False)
@@ -193,7 +207,10 @@ class _Recogniser:
         """The final for the audio before the commit (that came after `end` chunks)."""
         if self.b.commit_delay_s:
             await asyncio.sleep(self.b.commit_delay_s)
-        await self.transcript(final=True, flush=True, end=end)
+        if self.b.utterances is not None:
+            await self.heard(flush=True)
+        else:
+            await self.transcript(final=True, flush=True, end=end)
         self.session.answered += 1
         self.server.progress.notify()
         if self.b.close_after_commit:
@@ -222,6 +239,43 @@ class _Recogniser:
         await self.ws.send_json(message)
         if final:
             self.utterance_start = max(self.utterance_start, end)
+
+    SILENCE_CHUNKS = 3  # 300 ms, about the server VAD's minimum silence
+    LOUD = 64  # mean absolute sample value that counts as sound
+
+    async def listen(self, audio: bytes) -> None:
+        """Listening mode: a run of chunks with sound in them, ended by `SILENCE_CHUNKS` of
+        silence, is an utterance."""
+        n = self.chunks
+        if np.abs(np.frombuffer(audio, dtype=np.int16)).mean() > self.LOUD:
+            if self.speech_start is None:
+                self.speech_start = n - 1
+            self.last_loud = n
+        elif self.speech_start is not None and n - self.last_loud >= self.SILENCE_CHUNKS:
+            await self.heard()
+
+    async def heard(self, *, flush: bool = False) -> None:
+        """The final for the utterance in progress, named by its length (none: empty)."""
+        start, end, words = self.speech_start, self.last_loud, []
+        if start is not None:
+            assert self.b.utterances is not None
+            seconds = (end - start) * CHUNK_SECONDS
+            _, text = min(self.b.utterances, key=lambda u: abs(u[0] - seconds))
+            names = text.split()
+            step = seconds / len(names)
+            at = start * CHUNK_SECONDS
+            words = [(w, at + i * step, at + (i + 1) * step) for i, w in enumerate(names)]
+        message = transcription(
+            words,
+            final=True,
+            start=(start or 0) * CHUNK_SECONDS,
+            end=end * CHUNK_SECONDS,
+            language=self.b.language,
+        )
+        if flush:
+            message["is_end_of_audio_flush"] = True
+        await self.ws.send_json(message)
+        self.speech_start = None
 
 
 def transcription(
