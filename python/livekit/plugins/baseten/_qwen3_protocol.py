@@ -42,7 +42,7 @@ def qwen3_language(language: str) -> str:
     )
 
 
-def check_qwen3_options(opts: STTOptions, *, buffer_size_seconds: float | None = None) -> None:
+def check_qwen3_options(opts: STTOptions) -> None:
     """Raises ValueError for the Whisper options Qwen3-ASR has no place for."""
     if opts.encoding != "pcm_s16le":
         raise ValueError(
@@ -53,9 +53,12 @@ def check_qwen3_options(opts: STTOptions, *, buffer_size_seconds: float | None =
         raise ValueError("language_options is a Whisper option: Qwen3-ASR has no such setting")
     if opts.prompt:
         raise ValueError("prompt is a Whisper option: Qwen3-ASR has no such setting")
-    if buffer_size_seconds is not None and not any(
-        abs(buffer_size_seconds - s) < 1e-9 for s in (CHUNK_SECONDS, 0.032)
-    ):
+
+
+def check_chunk_size(buffer_size_seconds: float) -> None:
+    """Qwen3-ASR's messages carry 100 ms each; the signature's default (Whisper's 0.032) is
+    taken to mean that, since it cannot be told from a value not given."""
+    if not any(abs(buffer_size_seconds - s) < 1e-9 for s in (CHUNK_SECONDS, 0.032)):
         raise ValueError(
             f"buffer_size_seconds must be {CHUNK_SECONDS} for Qwen3-ASR (its messages carry "
             f"100 ms of audio each), got {buffer_size_seconds}"

@@ -21,7 +21,7 @@ from livekit.agents.utils import is_given
 from typing_extensions import TypedDict
 
 from . import _native
-from ._qwen3_protocol import check_qwen3_options, qwen3_language
+from ._qwen3_protocol import check_chunk_size, check_qwen3_options, qwen3_language
 from .models import MuLawFlavour, STTEncoding, STTModels
 
 # Every wire frame is 32 ms: 512 samples once the server has the audio at 16 kHz.
@@ -137,7 +137,7 @@ class STTOptionChanges(TypedDict, total=False):
 
 def check_buffer_size(buffer_size_seconds: float, model: STTModels = "whisper") -> None:
     if model == "qwen3-asr":
-        return check_qwen3_options(STTOptions(""), buffer_size_seconds=buffer_size_seconds)
+        return check_chunk_size(buffer_size_seconds)
     if abs(buffer_size_seconds - FRAME_SECONDS) > 1e-9:
         raise ValueError(
             f"buffer_size_seconds must be {FRAME_SECONDS} (Baseten's server takes frames "
