@@ -9,6 +9,11 @@ strict (any frame size, the existing plugin's unpadded last frame), so both plug
 measured. Every transcript's first word is `t<unix time>` of its sending, so clients can
 measure delivery latency.
 
+`/qwen3`, Qwen3-ASR streaming STT: the same transcripts at the same cadence, counted in
+seconds of base64 audio from `input_audio_buffer.append` text messages of any length, with
+the language by name ("English"); each `input_audio_buffer.commit` is answered by a final
+marked `is_end_of_audio_flush`.
+
 `/tts`, Orpheus streaming TTS (the `orpheus-3b-websockets` protocol): a JSON metadata message
 (`buffer_size` is read, default 10), then text messages, each split on whitespace into words,
 then the literal text `__END__`. Speech for the words gathered so far starts once
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import math
@@ -105,6 +111,39 @@ def make_app(
                     )
         return ws
 
+    async def handle_qwen3(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=1 << 22)
+        await ws.prepare(request)
+        await ws.receive()  # the handshake
+        samples = since = num = 0  # 16 kHz samples received, and at the last final
+        next_partial = 16000
+
+        def qwen3(text: str) -> str:
+            return text.replace('"language_code": "en"', '"language_code": "English"')
+
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            data = json.loads(msg.data)
+            if data.get("type") == "input_audio_buffer.append":
+                samples += len(base64.b64decode(data["audio"])) // 2
+                start, end = since / 16000, samples / 16000
+                if end - start >= final_every_s:
+                    await ws.send_str(qwen3(message(num, start, end, 40, True)))
+                    num += 1
+                    since, next_partial = samples, samples + 16000
+                elif samples >= next_partial:
+                    await ws.send_str(qwen3(message(num, start, end, 12, False)))
+                    next_partial += 16000
+            elif data.get("type") == "input_audio_buffer.commit":
+                start, end = since / 16000, samples / 16000
+                final = json.loads(qwen3(message(num, start, end, 40 if end > start else 0, True)))
+                final["is_end_of_audio_flush"] = True
+                await ws.send_str(json.dumps(final))
+                num += 1
+                since, next_partial = samples, samples + 16000
+        return ws
+
     async def handle_tts(request: web.Request) -> web.StreamResponse:
         per_word = tts_samples_per_word(float(request.query.get("words_ms", words_ms)))
         speed = float(request.query.get("speed", tts_speed))
@@ -166,6 +205,7 @@ def make_app(
 
     app = web.Application()
     app.router.add_get("/ws", handle)
+    app.router.add_get("/qwen3", handle_qwen3)
     app.router.add_get("/tts", handle_tts)
     app.router.add_get("/qwen3-tts", handle_qwen3_tts)
     return app

@@ -6,7 +6,10 @@ Runs under either plugin's virtualenv (ours, or the existing pure-Python one), s
 workload measures both. Prints one JSON object.
 
     python benches/stt_load.py --plugin baseten|null|raw --url ws://127.0.0.1:8766/ws \
-        --streams 50 --rate 48000 --seconds 20 --pace realtime|fast
+        --streams 50 --rate 48000 --seconds 20 --pace realtime|fast [--model qwen3-asr]
+
+With `--model qwen3-asr` (and the server's `/qwen3` URL) the streams speak Qwen3-ASR: 100 ms
+base64 JSON messages instead of 32 ms binary frames.
 
 - baseten: `livekit.plugins.baseten.STT` as installed in this interpreter;
 - null: the same driver loop pushing into a stream that does nothing (the driver's own cost,
@@ -49,6 +52,11 @@ _push_start: dict[int, float] = {}
 # A 1024-byte audio payload in a masked client WebSocket frame: 4 header bytes (FIN + binary,
 # mask bit + 16-bit length), 4 of mask.
 _WIRE_MESSAGE_BYTES = 1024 + 8
+# Qwen3-ASR's: `{"type":"input_audio_buffer.append","audio":"<base64 of 3200 bytes>"}`, as
+# this plugin writes it and (with json.dumps' spaces after `:` and `,`) as the existing one does.
+_QWEN3_MESSAGE_BYTES = len('{"type":"input_audio_buffer.append","audio":""}') + 3200 // 3 * 4 + 4
+_QWEN3_WIRE_MESSAGE_BYTES = {_QWEN3_MESSAGE_BYTES + 8, _QWEN3_MESSAGE_BYTES + 3 + 8}
+_audio_message_bytes = {_WIRE_MESSAGE_BYTES}
 # The raw floor's frame, built once: an all-zero mask leaves the (silent) payload as it is.
 WIRE_MESSAGE = bytes([0x82, 0x80 | 126, 0x04, 0x00]) + bytes(4) + bytes(1024)
 assert len(WIRE_MESSAGE) == _WIRE_MESSAGE_BYTES
@@ -63,7 +71,7 @@ def _instrument_sends() -> None:
 
     def write(self: asyncio.Transport, data: bytes | bytearray | memoryview) -> None:
         original(self, data)
-        if len(data) == _WIRE_MESSAGE_BYTES:
+        if len(data) in _audio_message_bytes:
             _send_times[_stream_index.get()].append(time.monotonic())
 
     transport_class.write = write
@@ -105,6 +113,13 @@ class _NullStream:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    global _audio_message_bytes
+    qwen3 = args.model == "qwen3-asr"
+    if qwen3:
+        if args.plugin == "raw":
+            raise SystemExit("--plugin raw measures the Whisper floor only")
+        _audio_message_bytes = _QWEN3_WIRE_MESSAGE_BYTES
+    wire_frame_s = 0.1 if qwen3 else WIRE_FRAME_S
     _instrument_sends()
     gc_clock = _GcClock()
     frame = tone_frame(args.rate)
@@ -121,7 +136,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.plugin == "baseten":
             from livekit.plugins import baseten
 
-            engine = baseten.STT(api_key="bench", model_endpoint=args.url, http_session=http)
+            engine = baseten.STT(
+                api_key="bench", model_endpoint=args.url, http_session=http, model=args.model
+            )
         # What LiveKit's job processes do once their modules are loaded
         # (livekit.agents.ipc._preload_freeze): without it the first full collection after the
         # imports walks every module object, a 100-200 ms pause that is no plugin's doing.
@@ -208,11 +225,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for index, times in _send_times.items():
         if index in _push_start:
             for k, sent in enumerate(times):
-                due = math.ceil((k + 1) * WIRE_FRAME_S / (FRAME_MS / 1000) - 1e-9) - 1
+                due = math.ceil((k + 1) * wire_frame_s / (FRAME_MS / 1000) - 1e-9) - 1
                 lateness.append(sent - (_push_start[index] + due * FRAME_MS / 1000))
     cpu = cpu1 - cpu0
     return {
         "plugin": args.plugin,
+        "model": args.model,
         "streams": args.streams,
         "rate": args.rate,
         "pace": args.pace,
@@ -247,6 +265,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--pace", choices=["realtime", "fast"], default="realtime")
     parser.add_argument("--final-every", type=float, default=5.0)
+    parser.add_argument("--model", choices=["whisper", "qwen3-asr"], default="whisper")
     print(json.dumps(asyncio.run(run(parser.parse_args()))))
 
 

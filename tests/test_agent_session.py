@@ -26,6 +26,7 @@ from livekit.agents.types import TimedString
 from livekit.agents.voice import AgentSession
 from livekit.plugins import baseten, silero
 from livekit.plugins.baseten.local import LocalServer
+from livekit.plugins.baseten.models import STTModels
 
 from .agent_harness import (
     Clock,
@@ -38,6 +39,7 @@ from .agent_harness import (
     Speech,
     Transcript,
 )
+from .fake_qwen3_asr import FakeQwen3AsrServer
 from .fake_tcp import CuttableProxy
 from .fake_whisper import FakeWhisperServer
 
@@ -68,6 +70,13 @@ async def whisper() -> AsyncIterator[FakeWhisperServer]:
 
 
 @pytest.fixture
+async def qwen3() -> AsyncIterator[FakeQwen3AsrServer]:
+    s = await FakeQwen3AsrServer().start()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock()
     monkeypatch.setattr(time, "time", c.time)
@@ -79,15 +88,20 @@ def words(text: str) -> list[str]:
 
 
 async def utterances(
-    server: LocalServer, http: aiohttp.ClientSession, whisper: FakeWhisperServer
+    server: LocalServer,
+    http: aiohttp.ClientSession,
+    whisper: FakeWhisperServer,
+    qwen3: FakeQwen3AsrServer | None = None,
 ) -> list[Speech]:
-    """Each utterance spoken by eSpeak; the Whisper server learns to tell them by length."""
+    """Each utterance spoken by eSpeak; the STT servers learn to tell them by length."""
     voice = baseten.TTS(api_key="local", model_endpoint=server.tts_websocket_url, http_session=http)
     frames = await asyncio.gather(*(voice.synthesize(text).collect() for text in UTTERANCES))
     speech = [Speech(text, f.data.tobytes()) for text, f in zip(UTTERANCES, frames, strict=True)]
     lengths = [len(s.pcm) / 2 / RATE for s in speech]
     assert all(abs(a - b) > 0.2 for a, b in itertools.combinations(lengths, 2)), lengths
     whisper.behaviour.utterances = list(zip(lengths, UTTERANCES, strict=True))
+    if qwen3 is not None:
+        qwen3.behaviour.utterances = whisper.behaviour.utterances
     return speech
 
 
@@ -215,13 +229,20 @@ async def test_stt_turns_over_ten_minutes_with_an_interruption_a_handoff_and_a_r
     assert [e for e in record.errors if "Baseten" not in e] == []
 
 
+@pytest.mark.parametrize("model", ["whisper", "qwen3-asr"])
 async def test_vad_turns_with_a_handoff(
-    server: LocalServer, whisper: FakeWhisperServer, http: aiohttp.ClientSession, clock: Clock
+    server: LocalServer,
+    whisper: FakeWhisperServer,
+    qwen3: FakeQwen3AsrServer,
+    http: aiohttp.ClientSession,
+    clock: Clock,
+    model: STTModels,
 ) -> None:
-    u1, u2, *_ = await utterances(server, http, whisper)
+    u1, u2, *_ = await utterances(server, http, whisper, qwen3)
+    url = qwen3.url if model == "qwen3-asr" else whisper.url
 
     def engine() -> baseten.STT:
-        return baseten.STT(api_key="local", model_endpoint=whisper.url, http_session=http)
+        return baseten.STT(model=model, api_key="local", model_endpoint=url, http_session=http)
 
     script: list[Part] = [
         Silence(1.0),

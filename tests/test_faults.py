@@ -42,9 +42,11 @@ from livekit.agents import (
 from livekit.plugins import baseten
 from livekit.plugins.baseten import _native
 from livekit.plugins.baseten._frame_writer import FrameWriter
+from livekit.plugins.baseten.models import STTModels
 from livekit.plugins.baseten.stt import MAX_BUFFERED_AUDIO_S
 
 from .fake_orpheus import FakeOrpheusServer
+from .fake_qwen3_asr import FakeQwen3AsrServer
 from .fake_tcp import DribbleProxy, SilentServer
 from .fake_whisper import FakeWhisperServer, Session, error_message, transcription
 from .secret_scan import SecretScan, exception_chain
@@ -57,8 +59,9 @@ KEY = "bt-FaultSuite-7Qx9Zr2Lk5Wm8Tn4"
 BOUND = 10.0
 FRAME_BYTES = 1024  # s16le at 16 kHz, 512 samples
 
-Path = Literal["stt", "tts_ws", "tts_predict"]
-PATHS: list[Path] = ["stt", "tts_ws", "tts_predict"]
+Path = Literal["stt", "stt_qwen3", "tts_ws", "tts_predict"]
+PATHS: list[Path] = ["stt", "stt_qwen3", "tts_ws", "tts_predict"]
+STT_PATHS = ("stt", "stt_qwen3")
 TEXT = "Hi there."
 # The audio every STT run pushes: 10 frames once padded, which the fake transcribes as "f0".
 UTTERANCE = tone(16000, 0.3)
@@ -92,26 +95,33 @@ def scan() -> Iterator[SecretScan]:
 @dataclass
 class Servers:
     whisper: FakeWhisperServer
+    qwen3: FakeQwen3AsrServer
     orpheus: FakeOrpheusServer
 
     @classmethod
     async def start(cls, ssl_context: ssl.SSLContext | None = None) -> Servers:
         return cls(
             await FakeWhisperServer().start(ssl_context),
+            await FakeQwen3AsrServer().start(ssl_context),
             await FakeOrpheusServer().start(ssl_context),
         )
 
     async def close(self) -> None:
         await self.whisper.close()
+        await self.qwen3.close()
         await self.orpheus.close()
 
     def url(self, path: Path) -> str:
         if path == "stt":
             return self.whisper.url
+        if path == "stt_qwen3":
+            return self.qwen3.url
         return self.orpheus.ws_url if path == "tts_ws" else self.orpheus.predict_url
 
     def attempts(self, path: Path) -> list[float]:
         """When each connection attempt reached the server."""
+        if path == "stt_qwen3":
+            return self.qwen3.handshake_times
         return self.whisper.handshake_times if path == "stt" else self.orpheus.attempt_times
 
     def refuse(self, path: Path, status: int, first: int = 0) -> None:
@@ -120,6 +130,9 @@ class Servers:
         if path == "stt":
             self.whisper.behaviour.reject_status = status
             self.whisper.behaviour.reject_handshakes = first
+        elif path == "stt_qwen3":
+            self.qwen3.behaviour.reject_status = status
+            self.qwen3.behaviour.reject_handshakes = first
         else:
             self.orpheus.behaviour.reject_status = status
             self.orpheus.behaviour.faulty_attempts = first
@@ -148,13 +161,17 @@ def watched(engine: EngineT, scan: SecretScan) -> EngineT:
     return engine
 
 
-def stt_engine(url: str, http: aiohttp.ClientSession, scan: SecretScan) -> baseten.STT:
-    return watched(baseten.STT(api_key=KEY, model_endpoint=url, http_session=http), scan)
+def stt_engine(
+    url: str, http: aiohttp.ClientSession, scan: SecretScan, path: Path = "stt"
+) -> baseten.STT:
+    model: STTModels = "qwen3-asr" if path == "stt_qwen3" else "whisper"
+    engine = baseten.STT(model=model, api_key=KEY, model_endpoint=url, http_session=http)
+    return watched(engine, scan)
 
 
 def engine_for(path: Path, url: str, http: aiohttp.ClientSession, scan: SecretScan) -> Engine:
-    if path == "stt":
-        return stt_engine(url, http, scan)
+    if path in STT_PATHS:
+        return stt_engine(url, http, scan, path)
     return watched(baseten.TTS(api_key=KEY, model_endpoint=url, http_session=http), scan)
 
 
@@ -212,11 +229,11 @@ async def expect(scan: SecretScan, kind: type[E], outcome: Awaitable[object]) ->
 
 def assert_complete(path: Path, events: list[Any]) -> None:
     """The run delivered the whole result: the utterance's transcript, or the text's audio."""
-    if path == "stt":
+    if path in STT_PATHS:
         finals = [
             e.alternatives[0].text for e in events if e.type == stt.SpeechEventType.FINAL_TRANSCRIPT
         ]
-        assert finals == ["f0"]
+        assert finals == (["c0"] if path == "stt_qwen3" else ["f0"])
     else:
         assert_spoken(b"".join(e.frame.data.tobytes() for e in events), TEXT.split())
 
@@ -285,7 +302,7 @@ async def test_a_503_on_every_attempt_fails_after_max_retry_with_the_status(
     servers.refuse(path, 503)
     # The STT gives up with a connection error caused by the last status (as LiveKit's
     # STT base class does); the TTS base classes raise the last error itself.
-    kind = APIConnectionError if path == "stt" else APIStatusError
+    kind = APIConnectionError if path in STT_PATHS else APIStatusError
     e = await expect(scan, kind, run(path, servers.url(path), http, scan))
     status = e if isinstance(e, APIStatusError) else e.__cause__
     assert isinstance(status, APIStatusError) and status.status_code == 503
@@ -313,6 +330,7 @@ class FailingResolver(AbstractResolver):
 
 REMOTE_URLS: dict[Path, str] = {
     "stt": "wss://model-nowhere.api.baseten.co/environments/production/websocket",
+    "stt_qwen3": "wss://model-nowhere.api.baseten.co/environments/production/websocket",
     "tts_ws": "wss://model-nowhere.api.baseten.co/environments/production/websocket",
     "tts_predict": "https://model-nowhere.api.baseten.co/environments/production/predict",
 }
@@ -595,12 +613,13 @@ async def test_stt_protocol_noise_is_survived_and_each_kind_logged_once(
         assert len(plugin_warnings(caplog, kind)) == 1, kind
 
 
-@pytest.mark.parametrize("path", ["stt", "tts_ws"])
+@pytest.mark.parametrize("path", ["stt", "stt_qwen3", "tts_ws"])
 async def test_a_10_mb_message_is_a_connection_error_naming_the_size_limit(
     servers: Servers, http: aiohttp.ClientSession, scan: SecretScan, path: Path
 ) -> None:
     huge = 10 << 20
     servers.whisper.behaviour.inject = ["x" * huge]
+    servers.qwen3.behaviour.inject = ["x" * huge]
     servers.orpheus.behaviour.frames = [b"\0" * huge]
     options = APIConnectOptions(max_retry=0, timeout=5.0)
     e = await expect(scan, APIConnectionError, run(path, servers.url(path), http, scan, options))
@@ -687,6 +706,8 @@ async def test_cancelling_the_consuming_task_closes_the_stream_cleanly(
     servers.orpheus.behaviour.chunk_bytes = 2400
     servers.orpheus.behaviour.close_after_end = False  # WebSocket: speaks, never closes
     servers.whisper.behaviour.partial_every_frames = 5  # STT: partials, never a final
+    servers.qwen3.behaviour.partial_every_chunks = 2
+    servers.qwen3.behaviour.answer_commits = False
     engine = engine_for(path, servers.url(path), http, scan)
     stream = start(engine, path, RETRY)
     first = asyncio.Event()
@@ -708,6 +729,9 @@ async def test_cancelling_the_consuming_task_closes_the_stream_cleanly(
     if path == "stt":
         whisper = servers.whisper
         await whisper.progress.until(lambda: whisper.sessions[0].closed_by == "client")
+    if path == "stt_qwen3":
+        qwen3 = servers.qwen3
+        await qwen3.progress.until(lambda: qwen3.sessions[0].closed_by == "client")
 
 
 # -- hostile input, fuzzed ------------------------------------------------------------------------
@@ -802,6 +826,7 @@ def under_fire(path: Path, scan: SecretScan, frames: list[str | bytes]) -> list[
     async def main() -> list[Any] | APIError:
         servers = await Servers.start()
         servers.whisper.behaviour.inject = frames
+        servers.qwen3.behaviour.inject = [f for f in frames if isinstance(f, str)]
         servers.orpheus.behaviour.frames = frames
         try:
             async with aiohttp.ClientSession() as http:
@@ -822,6 +847,18 @@ def test_stt_stream_survives_any_server_messages(
     scan: SecretScan, frames: list[str | bytes]
 ) -> None:
     outcome = under_fire("stt", scan, frames)
+    if isinstance(outcome, APIError):
+        return
+    for ev in outcome:
+        for alt in ev.alternatives:
+            assert math.isfinite(alt.start_time) and 0.0 <= alt.start_time <= alt.end_time
+            assert 0.0 <= alt.confidence <= 1.0
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(mutated_messages(), st.text(CHARS, max_size=200)), max_size=6))
+def test_qwen3_stt_stream_survives_any_server_messages(scan: SecretScan, frames: list[str]) -> None:
+    outcome = under_fire("stt_qwen3", scan, list(frames))
     if isinstance(outcome, APIError):
         return
     for ev in outcome:

@@ -91,10 +91,18 @@ async def test_speech_from_the_local_tts_comes_back_from_the_local_stt(
     assert hits / total >= MIN_WORD_RECALL, list(zip(SENTENCES, heard, strict=True))
 
 
+@pytest.mark.parametrize("model", ["whisper", "qwen3-asr"])
 async def test_words_are_timed_on_the_input_timeline(
-    server: LocalServer, http: aiohttp.ClientSession
+    server: LocalServer, http: aiohttp.ClientSession, model: str
 ) -> None:
-    ear = baseten.STT(api_key="local", model_endpoint=server.whisper_url, http_session=http)
+    url = server.qwen3_asr_url if model == "qwen3-asr" else server.whisper_url
+    ear = baseten.STT(
+        model=model,  # type: ignore[arg-type]
+        api_key="local",
+        model_endpoint=url,
+        http_session=http,
+        show_word_timestamps=True,
+    )
     stream = ear.stream()
     with wave.open(str(SAMPLE)) as w:
         pcm, rate = w.readframes(w.getnframes()), w.getframerate()
@@ -109,6 +117,20 @@ async def test_words_are_timed_on_the_input_timeline(
     starts = [w.start_time for w in final.words or []]
     assert starts and all(isinstance(t, float) and 0.1 < t < 4.0 for t in starts)
     assert E.INTERIM_TRANSCRIPT in [ev.type for ev in events]
+
+
+async def test_the_local_qwen3_asr_server_answers_every_commit(
+    server: LocalServer, http: aiohttp.ClientSession
+) -> None:
+    async with http.ws_connect(server.qwen3_asr_url) as ws:
+        await ws.send_json({"whisper_params": {"audio_language": "English"}})
+        await ws.send_json({"type": "input_audio_buffer.append", "audio": "AAAA"})
+        await ws.send_json({"type": "input_audio_buffer.commit"})
+        answer = await asyncio.wait_for(ws.receive_json(), 10)
+        assert answer["is_final"] and answer["is_end_of_audio_flush"]
+        assert answer["segments"] == [] and answer["language_code"] == "English"
+        await ws.send_str("{oops")
+        assert (await asyncio.wait_for(ws.receive_json(), 10))["type"] == "error"
 
 
 async def hear_sample(
@@ -308,14 +330,16 @@ def cli(*args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cli_transcribe_json_on_the_local_server() -> None:
-    result = cli("transcribe", str(SAMPLE), "--json")
+@pytest.mark.parametrize("model", ["whisper", "qwen3-asr"])
+def test_cli_transcribe_json_on_the_local_server(model: str) -> None:
+    result = cli("transcribe", str(SAMPLE), "--json", "--model", model)
     assert result.returncode == 0, result.stderr
     assert "using the local server" in result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     finals = [r for r in records if r["type"] == "final"]
     assert len(finals) == 1 and "quarterly report" in finals[0]["text"]
-    assert finals[0]["words"][0]["start"] > 0.1  # the clip starts with 0.4 s of quiet
+    if model == "whisper":  # qwen3-asr's word timestamps are off by default
+        assert finals[0]["words"][0]["start"] > 0.1  # the clip starts with 0.4 s of quiet
 
 
 def test_cli_speak_and_turn(tmp_path: Path) -> None:
@@ -343,6 +367,7 @@ def test_cli_speak_qwen3_tts(tmp_path: Path) -> None:
     ("args", "key", "message"),
     [
         (("transcribe", "no-such-file.wav"), None, "no such file: no-such-file.wav"),
+        (("transcribe", str(SAMPLE), "--model", "parakeet"), None, "--model must be"),
         (("transcribe", "Cargo.lock"), None, "Cargo.lock"),
         (
             ("transcribe", str(SAMPLE), "--endpoint", "ws://127.0.0.1:9/ws"),

@@ -749,7 +749,7 @@ def test_endpoint_priority_and_templates(monkeypatch: pytest.MonkeyPatch) -> Non
         ({"encoding": "pcm_mulaw", "sample_rate": 16000}, "decodes pcm_mulaw at 8000 Hz only"),
         ({"encoding": "opus"}, "encoding must be"),
         ({"mulaw_flavour": "alaw"}, "mulaw_flavour must be"),
-        ({"model": "qwen3-asr"}, "is not supported"),
+        ({"model": "parakeet"}, "is not supported"),
         ({"vad_threshold": 1.5}, "vad_threshold must be between 0 and 1"),
         ({"final_transcript_max_duration_s": 60}, "between 1 and 30"),
     ],

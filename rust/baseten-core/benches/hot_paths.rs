@@ -6,6 +6,7 @@ use std::hint::black_box;
 
 use baseten_core::mulaw::MuLaw;
 use baseten_core::pipeline::{SendPipeline, WireEncoding};
+use baseten_core::qwen3::{self, AppendPipeline};
 use baseten_core::rebuffer::Rebuffer;
 use baseten_core::transcript;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -72,6 +73,31 @@ fn pipeline_cold(c: &mut Criterion) {
     group.finish();
 }
 
+/// Qwen3-ASR's send path: per 20 ms frame, one 100 ms append message every fifth (base64 JSON,
+/// masked WebSocket text frame).
+fn qwen3_append(c: &mut Criterion) {
+    let mut group = c.benchmark_group("qwen3_append_20ms_frame");
+    for (rate, label) in [(16_000, "16k"), (48_000, "48k")] {
+        let frame = frame_20ms(rate);
+        let mut p = AppendPipeline::new(rate, 1, true).expect("valid configuration");
+        let mut out = Vec::with_capacity(16384);
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                out.clear();
+                black_box(p.push(black_box(&frame), &mut out))
+            })
+        });
+    }
+    group.finish();
+    let message = format!(
+        r#"{{"type":"transcription","is_final":true,"language_code":"English","segments":[{}]}}"#,
+        r#"{"text":"please send the report","start_time":0.1,"end_time":1.9}"#
+    );
+    c.bench_function("parse_qwen3_final", |b| {
+        b.iter(|| black_box(qwen3::parse(black_box(&message)).is_ok()))
+    });
+}
+
 fn rebuffer(c: &mut Criterion) {
     let frame = frame_20ms(16_000);
     let mut r = Rebuffer::new(1024, 2).expect("valid sizes");
@@ -132,5 +158,5 @@ fn parser(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, pipeline, pipeline_cold, rebuffer, mulaw, parser);
+criterion_group!(benches, pipeline, pipeline_cold, qwen3_append, rebuffer, mulaw, parser);
 criterion_main!(benches);

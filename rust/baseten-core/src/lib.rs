@@ -8,6 +8,7 @@
 //!   mu-law Baseten's Whisper server decodes.
 //! * [`rebuffer::Rebuffer`]: byte rebuffering into fixed-size frames.
 //! * [`transcript`]: one Whisper server message (JSON) -> a compact, borrowed struct.
+//! * [`qwen3`]: Qwen3-ASR's send path (PCM -> base64 JSON append messages) and its messages.
 //! * [`websocket`]: masked client WebSocket frames for the audio, written without Python.
 //!
 //! The crate has no Python dependency; `baseten-py` wraps it for Python.
@@ -15,6 +16,7 @@
 pub mod mulaw;
 pub mod pcm;
 pub mod pipeline;
+pub mod qwen3;
 pub mod rebuffer;
 pub mod resample;
 pub mod transcript;

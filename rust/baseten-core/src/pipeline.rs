@@ -12,7 +12,7 @@
 
 use crate::mulaw::MuLaw;
 use crate::pcm::{downmix_le, extend_le, MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
-use crate::rebuffer::Rebuffer;
+use crate::rebuffer::{self, Rebuffer};
 use crate::resample::StreamResampler;
 use crate::websocket;
 use crate::AudioError;
@@ -45,9 +45,14 @@ impl WireEncoding {
 
     /// Bytes per wire frame.
     pub fn frame_bytes(self) -> usize {
+        self.frame_samples() * self.sample_bytes()
+    }
+
+    /// Bytes per encoded sample.
+    pub fn sample_bytes(self) -> usize {
         match self {
-            WireEncoding::PcmS16le => 1024,
-            WireEncoding::PcmMulaw(_) => 256,
+            WireEncoding::PcmS16le => 2,
+            WireEncoding::PcmMulaw(_) => 1,
         }
     }
 }
@@ -69,6 +74,8 @@ pub struct SendPipeline {
     input_rate: u32,
     channels: usize,
     encoding: WireEncoding,
+    /// Wire-rate samples per frame.
+    frame_samples: usize,
     framing: Framing,
     path: Path,
 }
@@ -89,18 +96,35 @@ enum Path {
 }
 
 impl SendPipeline {
-    /// A pipeline for input at `input_rate` Hz with `channels` interleaved channels.
+    /// A pipeline for input at `input_rate` Hz with `channels` interleaved channels, emitting
+    /// the encoding's frames of [`WireEncoding::frame_samples`].
     pub fn new(input_rate: u32, channels: u32, encoding: WireEncoding) -> Result<Self, AudioError> {
+        Self::with_frame_samples(input_rate, channels, encoding, encoding.frame_samples())
+    }
+
+    /// A pipeline like [`Self::new`]'s whose frames hold `frame_samples` wire-rate samples
+    /// (other protocols cut the same audio differently: Qwen3-ASR takes 100 ms chunks).
+    pub fn with_frame_samples(
+        input_rate: u32,
+        channels: u32,
+        encoding: WireEncoding,
+        frame_samples: usize,
+    ) -> Result<Self, AudioError> {
         if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&input_rate) {
             return Err(AudioError::SampleRate(input_rate));
         }
         if channels == 0 || channels > MAX_CHANNELS {
             return Err(AudioError::Channels(channels));
         }
+        let sample_bytes = encoding.sample_bytes();
+        let frame_bytes = frame_samples.saturating_mul(sample_bytes);
+        if frame_samples == 0 || frame_bytes > rebuffer::MAX_FRAME_BYTES {
+            return Err(AudioError::FrameSize { frame_bytes, sample_bytes });
+        }
         let wire_rate = encoding.sample_rate();
         let path = if channels == 1 && input_rate == wire_rate && encoding == WireEncoding::PcmS16le
         {
-            Path::Rebuffer(Rebuffer::new(encoding.frame_bytes(), 2)?)
+            Path::Rebuffer(Rebuffer::new(frame_bytes, 2)?)
         } else {
             Path::Convert {
                 carry: Vec::new(),
@@ -109,10 +133,11 @@ impl SendPipeline {
                 } else {
                     Some(Box::new(StreamResampler::new(input_rate, wire_rate)?))
                 },
-                pending: Vec::with_capacity(encoding.frame_samples() * 2),
+                pending: Vec::with_capacity(frame_samples * 2),
             }
         };
-        Ok(Self { input_rate, channels: channels as usize, encoding, framing: Framing::Raw, path })
+        let channels = channels as usize;
+        Ok(Self { input_rate, channels, encoding, frame_samples, framing: Framing::Raw, path })
     }
 
     /// The same pipeline, emitting frames as `framing` says.
@@ -129,8 +154,8 @@ impl SendPipeline {
     /// The size of every emitted frame but an unpadded last one, in bytes.
     pub fn frame_len(&self) -> usize {
         match self.framing {
-            Framing::Raw => self.encoding.frame_bytes(),
-            Framing::WebSocket => websocket::client_frame_len(self.encoding.frame_bytes()),
+            Framing::Raw => self.frame_bytes(),
+            Framing::WebSocket => websocket::client_frame_len(self.frame_bytes()),
         }
     }
 
@@ -147,6 +172,16 @@ impl SendPipeline {
     /// The wire encoding.
     pub fn encoding(&self) -> WireEncoding {
         self.encoding
+    }
+
+    /// Wire-rate samples per frame.
+    pub fn frame_samples(&self) -> usize {
+        self.frame_samples
+    }
+
+    /// Encoded bytes per frame (before any WebSocket framing).
+    pub fn frame_bytes(&self) -> usize {
+        self.frame_samples * self.encoding.sample_bytes()
     }
 
     /// The latency the resampler adds, in seconds (0 when none is needed): its filter's
@@ -200,7 +235,7 @@ impl SendPipeline {
             Framing::WebSocket => websocket::frame_payloads_in_place(
                 out,
                 start,
-                self.encoding.frame_bytes(),
+                self.frame_bytes(),
                 websocket::random_mask,
             ),
         }
@@ -224,7 +259,7 @@ impl SendPipeline {
         let whole = pcm.len() - pcm.len() % stride;
         convert(&pcm[..whole], self.channels, resampler.as_deref_mut(), pending);
         carry.extend_from_slice(&pcm[whole..]);
-        Ok(emit_frames(pending, self.encoding, out))
+        Ok(emit_frames(pending, self.frame_samples, self.encoding, out))
     }
 
     fn flush_payloads(&mut self, pad: bool, out: &mut Vec<u8>) -> Result<usize, AudioError> {
@@ -235,10 +270,10 @@ impl SendPipeline {
         if let Some(r) = resampler.as_mut() {
             r.flush(pending);
         }
-        let mut frames = emit_frames(pending, self.encoding, out);
+        let mut frames = emit_frames(pending, self.frame_samples, self.encoding, out);
         if !pending.is_empty() {
             if pad {
-                pending.resize(self.encoding.frame_samples(), 0);
+                pending.resize(self.frame_samples, 0);
             }
             encode(pending, self.encoding, out);
             pending.clear();
@@ -268,8 +303,12 @@ fn convert(
 }
 
 /// Encodes every whole frame in `pending` onto `out`, keeping the rest.
-fn emit_frames(pending: &mut Vec<i16>, encoding: WireEncoding, out: &mut Vec<u8>) -> usize {
-    let frame = encoding.frame_samples();
+fn emit_frames(
+    pending: &mut Vec<i16>,
+    frame: usize,
+    encoding: WireEncoding,
+    out: &mut Vec<u8>,
+) -> usize {
     let frames = pending.len() / frame;
     if frames > 0 {
         encode(&pending[..frames * frame], encoding, out);
@@ -394,6 +433,25 @@ mod tests {
             let body: Vec<u8> =
                 frame[8..].iter().enumerate().map(|(i, x)| x ^ mask[i % 4]).collect();
             assert_eq!(body, payload);
+        }
+    }
+
+    #[test]
+    fn frames_of_any_size() {
+        let chunk = |rate| SendPipeline::with_frame_samples(rate, 1, WireEncoding::PcmS16le, 1600);
+        for rate in [16_000, 48_000] {
+            let mut p = chunk(rate).unwrap();
+            assert_eq!((p.frame_samples(), p.frame_bytes(), p.frame_len()), (1600, 3200, 3200));
+            let mut out = Vec::new();
+            let second = vec![0u8; rate as usize * 2];
+            assert_eq!(p.push(&second, &mut out).unwrap() + p.flush(true, &mut out).unwrap(), 10);
+        }
+        for bad in [0, rebuffer::MAX_FRAME_BYTES] {
+            let e = SendPipeline::with_frame_samples(16_000, 1, WireEncoding::PcmS16le, bad);
+            assert_eq!(
+                e.unwrap_err(),
+                AudioError::FrameSize { frame_bytes: bad * 2, sample_bytes: 2 }
+            );
         }
     }
 

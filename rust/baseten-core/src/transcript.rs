@@ -3,7 +3,9 @@
 //! Parsing of the JSON text messages Baseten's streaming Whisper server sends.
 //!
 //! One message in, one [`ServerMessage`] out, with strings borrowed from the input wherever
-//! JSON escapes allow. Unknown fields are skipped. Malformed JSON, a message, segment or word
+//! JSON escapes allow. Baseten's Qwen3-ASR server sends the same transcription messages, and
+//! errors with their fields at the top level instead of in a body (see [`crate::qwen3`]).
+//! Unknown fields are skipped. Malformed JSON, a message, segment or word
 //! that is not a JSON object, and a transcript field of the wrong type, are a [`ParseError`];
 //! the body of a control message is read leniently instead, so that a server error is never
 //! lost to a badly typed field. Times are cleaned up so that consumers can trust them: negative
@@ -177,20 +179,29 @@ pub fn parse(json: &str) -> Result<ServerMessage<'_>, ParseError> {
                 partial_interval: body.partial_interval,
             }
         }
-        Some("error") => ServerMessage::Error(match body() {
-            Some(body) => ServerError {
-                error_type: cow(body.error_type),
-                message: cow(body.message),
-                stream_id: cow(body.stream_id),
-                recoverable: body.recoverable.unwrap_or(false),
-            },
-            None => ServerError {
-                message: Some(Cow::Borrowed("error message with an unreadable body")),
-                ..ServerError::default()
-            },
-        }),
+        // Whisper puts an error's fields in its body; Qwen3-ASR at the top level.
+        Some("error") => {
+            ServerMessage::Error(match raw.body.map_or_else(|| top_level(json), |_| body()) {
+                Some(body) => ServerError {
+                    error_type: cow(body.error_type),
+                    message: cow(body.message),
+                    stream_id: cow(body.stream_id),
+                    recoverable: body.recoverable.unwrap_or(false),
+                },
+                None => ServerError {
+                    message: Some(Cow::Borrowed("error message with an unreadable body")),
+                    ..ServerError::default()
+                },
+            })
+        }
         Some(_) => ServerMessage::Other(cow(raw.kind).unwrap_or_default()),
     })
+}
+
+/// The fields of a control message written at its top level rather than in a body, read
+/// as leniently as a body.
+fn top_level(json: &str) -> Option<RawBody<'_>> {
+    serde_json::from_str(json).ok().map(|Object(fields)| fields)
 }
 
 impl<'a> Transcription<'a> {
@@ -580,6 +591,29 @@ mod tests {
             parse(r#"{"type":"end_audio","body":[]}"#).unwrap(),
             ServerMessage::EndAudio { status: None }
         );
+    }
+
+    #[test]
+    fn an_error_without_a_body_is_read_from_its_top_level() {
+        let ServerMessage::Error(e) =
+            parse(r#"{"type":"error","message":"bad audio","recoverable":true}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(e.message.as_deref(), Some("bad audio"));
+        assert!(e.recoverable);
+        let ServerMessage::Error(e) = parse(r#"{"type":"error","message":7}"#).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.message.as_deref(), Some("error message with an unreadable body"));
+        assert!(!e.recoverable);
+        // A body, even an empty one, is where the fields are.
+        let ServerMessage::Error(e) =
+            parse(r#"{"type":"error","message":"top","body":{}}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(e.message, None);
     }
 
     /// Caught by the `transcript` fuzz target's check that only JSON objects parse (the inputs

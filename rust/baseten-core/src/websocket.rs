@@ -1,16 +1,23 @@
 // SPDX-License-Identifier: Apache-2.0
 
-//! Client-to-server WebSocket framing (RFC 6455, section 5.2) for binary messages.
+//! Client-to-server WebSocket framing (RFC 6455, section 5.2) for data messages.
 //!
 //! The plugin writes audio frames straight to the socket's transport (one syscall, no Python
-//! framing per frame): the send pipeline emits them already framed and masked, so that the
-//! frames a stream keeps for resending are the very bytes it writes. Text and control messages
-//! still go through the Python WebSocket client.
+//! framing per frame): the send pipelines emit them already framed and masked, so that the
+//! frames a stream keeps for resending are the very bytes it writes. Whisper's audio goes out
+//! as binary messages, Qwen3-ASR's as text messages (JSON with base64 audio, see
+//! [`crate::qwen3`]). Control messages still go through the Python WebSocket client.
 
 use crate::AudioError;
 
-/// The opcode of a binary data frame.
-const OPCODE_BINARY: u8 = 0x2;
+/// The kind of a data message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opcode {
+    /// A text message: the payload must be UTF-8.
+    Text = 0x1,
+    /// A binary message.
+    Binary = 0x2,
+}
 /// FIN: the frame is a whole message.
 const FIN: u8 = 0x80;
 /// The MASK bit of the second header byte: every client-to-server frame is masked.
@@ -47,7 +54,7 @@ pub fn write_binary_frame(payload: &[u8], mask: [u8; 4], out: &mut [u8]) -> Resu
     if out.len() != expected {
         return Err(AudioError::OutputLength { expected, got: out.len() });
     }
-    let body = write_header(payload.len(), mask, out);
+    let body = write_header(payload.len(), Opcode::Binary, mask, out);
     out[body..].copy_from_slice(payload);
     mask_in_place(&mut out[body..], mask);
     Ok(())
@@ -78,16 +85,35 @@ pub fn frame_payloads_in_place(
         let body = to + client_frame_len(len) - len;
         buf.copy_within(from..from + len, body);
         let key = mask();
-        write_header(len, key, &mut buf[to..body]);
+        write_header(len, Opcode::Binary, key, &mut buf[to..body]);
         mask_in_place(&mut buf[body..body + len], key);
     }
     frames
 }
 
+/// Appends to `out` one final, masked `opcode` message whose payload is what `write_payload`
+/// appends to the vector it is given (which must be `out` itself: the payload is written in
+/// place, then moved right past the header).
+pub fn append_masked_frame(
+    out: &mut Vec<u8>,
+    opcode: Opcode,
+    mask: [u8; 4],
+    write_payload: impl FnOnce(&mut Vec<u8>),
+) {
+    let start = out.len();
+    write_payload(out);
+    let len = out.len() - start;
+    let body = client_frame_len(len) - len;
+    out.resize(start + body + len, 0);
+    out.copy_within(start..start + len, start + body);
+    write_header(len, opcode, mask, &mut out[start..start + body]);
+    mask_in_place(&mut out[start + body..], mask);
+}
+
 /// Writes the header and masking key for a `payload_len` payload at the start of `out`;
 /// returns where the payload goes.
-fn write_header(payload_len: usize, mask: [u8; 4], out: &mut [u8]) -> usize {
-    out[0] = FIN | OPCODE_BINARY;
+fn write_header(payload_len: usize, opcode: Opcode, mask: [u8; 4], out: &mut [u8]) -> usize {
+    out[0] = FIN | opcode as u8;
     let header = header_len(payload_len);
     match header {
         2 => out[1] = MASKED | payload_len as u8,
@@ -155,6 +181,21 @@ mod tests {
         let f = frame(&[7; 1024], [1, 2, 3, 4]);
         assert_eq!(f.len(), 4 + 4 + 1024);
         assert_eq!(&f[..4], &[0x82, 0x80 | 126, 0x04, 0x00]);
+    }
+
+    #[test]
+    fn text_messages_are_appended_in_place() {
+        let mut out = b"kept".to_vec();
+        append_masked_frame(&mut out, Opcode::Text, [0x37, 0xfa, 0x21, 0x3d], |o| {
+            o.extend_from_slice(b"Hello")
+        });
+        // RFC 6455, section 5.7: a single-frame masked text message containing "Hello".
+        let expected = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        assert_eq!(&out[..4], b"kept");
+        assert_eq!(&out[4..], &expected);
+        let mut long = Vec::new();
+        append_masked_frame(&mut long, Opcode::Binary, [1, 2, 3, 4], |o| o.resize(4300, 7));
+        assert_eq!(long, frame(&[7; 4300], [1, 2, 3, 4]));
     }
 
     #[test]

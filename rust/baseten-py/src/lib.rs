@@ -16,6 +16,7 @@ use std::borrow::Cow;
 use baseten_core::mulaw::MuLaw;
 use baseten_core::pcm::sample_count;
 use baseten_core::pipeline::{self, Framing, WireEncoding};
+use baseten_core::qwen3;
 use baseten_core::rebuffer;
 use baseten_core::transcript::{self, ServerMessage};
 use baseten_core::AudioError;
@@ -196,6 +197,117 @@ impl SendPipeline {
         let frame_len = inner.frame_len();
         frames_from(py, &mut self.scratch, frame_len, |out| inner.flush(pad, out))
     }
+}
+
+/// Qwen3-ASR's send path: int16 PCM at any rate and channel count in, JSON append messages
+/// (100 ms of base64 16 kHz audio each) out (see `baseten_core::qwen3`).
+#[pyclass(module = "livekit.plugins.baseten._native")]
+struct AppendPipeline {
+    inner: qwen3::AppendPipeline,
+    scratch: Vec<u8>,
+}
+
+impl AppendPipeline {
+    /// The messages `fill` appended to the scratch buffer, one `bytes` each; a commit after
+    /// the last message goes into that message's `bytes`.
+    fn messages<'py>(
+        &mut self,
+        py: Python<'py>,
+        fill: impl FnOnce(&mut qwen3::AppendPipeline, &mut Vec<u8>) -> Result<usize, AudioError>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        self.scratch.clear();
+        let n = fill(&mut self.inner, &mut self.scratch).map_err(value_error)?;
+        let len = self.inner.message_len();
+        let out = &self.scratch;
+        PyList::new(
+            py,
+            (0..n).map(|i| {
+                let end = if i + 1 == n { out.len() } else { (i + 1) * len };
+                PyBytes::new(py, &out[i * len..end])
+            }),
+        )
+    }
+}
+
+#[pymethods]
+impl AppendPipeline {
+    #[new]
+    #[pyo3(signature = (input_rate, channels, *, websocket = false))]
+    fn new(input_rate: u32, channels: u32, websocket: bool) -> PyResult<Self> {
+        let inner =
+            qwen3::AppendPipeline::new(input_rate, channels, websocket).map_err(value_error)?;
+        let scratch = Vec::with_capacity(inner.message_len() * 2 + inner.commit_len());
+        Ok(Self { inner, scratch })
+    }
+
+    #[getter]
+    fn input_rate(&self) -> u32 {
+        self.inner.input_rate()
+    }
+
+    #[getter]
+    fn channels(&self) -> u32 {
+        self.inner.channels()
+    }
+
+    #[getter]
+    fn websocket(&self) -> bool {
+        self.inner.websocket()
+    }
+
+    #[getter]
+    fn message_bytes(&self) -> usize {
+        self.inner.message_len()
+    }
+
+    #[getter]
+    fn added_latency_s(&self) -> f64 {
+        self.inner.added_latency_s()
+    }
+
+    #[getter]
+    fn pending_samples(&self) -> usize {
+        self.inner.pending_samples()
+    }
+
+    #[pyo3(signature = (pcm, sample_rate = None, channels = None))]
+    fn push<'py>(
+        &mut self,
+        py: Python<'py>,
+        pcm: &Bound<'py, PyAny>,
+        sample_rate: Option<u32>,
+        channels: Option<u32>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        match (sample_rate, channels) {
+            (Some(rate), Some(channels)) => {
+                self.inner.check_format(rate, channels).map_err(value_error)?
+            }
+            (None, None) => {}
+            _ => {
+                return Err(PyValueError::new_err("give both sample_rate and channels, or neither"))
+            }
+        }
+        let pcm = Pcm::extract(pcm)?;
+        self.messages(py, |inner, out| pcm.with_slice(|data| inner.push(data, out)))
+    }
+
+    #[pyo3(signature = (commit = true))]
+    fn flush<'py>(&mut self, py: Python<'py>, commit: bool) -> PyResult<Bound<'py, PyList>> {
+        self.messages(py, |inner, out| inner.flush(commit, out))
+    }
+}
+
+/// The code of a language as Qwen3-ASR names it ("English" -> "en"), or None.
+#[pyfunction]
+fn qwen3_language_code(name: &str) -> Option<&'static str> {
+    qwen3::language_code(name)
+}
+
+/// The name Qwen3 models use for a language code or BCP 47 tag ("en-US" -> "English"), or
+/// None.
+#[pyfunction]
+fn qwen3_language_name(code: &str) -> Option<&'static str> {
+    qwen3::language_name(code)
 }
 
 /// Rebuffers a byte stream into frames of a fixed size, like livekit-agents'
@@ -515,8 +627,9 @@ impl TimedStringFactory {
     }
 }
 
-/// Parses one text message from Baseten's Whisper server. Raises `ValueError` on malformed JSON
-/// or fields of the wrong type.
+/// Parses one text message from Baseten's Whisper server (or, with `qwen3`, its Qwen3-ASR
+/// server, whose language names become codes). Raises `ValueError` on malformed JSON or fields
+/// of the wrong type.
 ///
 /// A transcript's times count from the start of its connection's audio. They are clamped to
 /// `audio_sent` (the seconds of audio that connection was sent) when they reach past it by
@@ -524,15 +637,17 @@ impl TimedStringFactory {
 /// the connection's audio began in the stream's input) plus `time_offset` (the caller's
 /// `start_time_offset`, which words also carry as their own).
 #[pyfunction]
-#[pyo3(signature = (text, time_offset = 0.0, origin = 0.0, audio_sent = f64::INFINITY))]
+#[pyo3(signature = (text, time_offset = 0.0, origin = 0.0, audio_sent = f64::INFINITY, *, qwen3 = false))]
 fn parse_message<'py>(
     py: Python<'py>,
     text: &str,
     time_offset: f64,
     origin: f64,
     audio_sent: f64,
+    qwen3: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let message = transcript::parse(text).map_err(value_error)?;
+    let message =
+        if qwen3 { qwen3::parse(text) } else { transcript::parse(text) }.map_err(value_error)?;
     match message {
         ServerMessage::Transcription(mut t) => {
             let clamped = t.clamp_to_audio(audio_sent);
@@ -592,7 +707,8 @@ fn parse_message<'py>(
 mod _native {
     #[pymodule_export]
     use super::{
-        mulaw_decode, mulaw_encode, parse_message, EndAudio, HealthCheck, Rebuffer, SendPipeline,
-        ServerError, Transcription, UnknownMessage,
+        mulaw_decode, mulaw_encode, parse_message, qwen3_language_code, qwen3_language_name,
+        AppendPipeline, EndAudio, HealthCheck, Rebuffer, SendPipeline, ServerError, Transcription,
+        UnknownMessage,
     };
 }

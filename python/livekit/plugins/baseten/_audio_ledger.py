@@ -95,6 +95,16 @@ class AudioLedger:
         return self._pushed - self._next
 
     @property
+    def pushed(self) -> int:
+        """Frames pushed so far: the index the next one will have."""
+        return self._pushed
+
+    @property
+    def oldest(self) -> int:
+        """The index of the oldest frame still owed: every one before it is settled."""
+        return self._first
+
+    @property
     def settled(self) -> bool:
         """Whether every frame pushed was sent and covered: nothing is owed to the server."""
         return self._first == self._pushed
@@ -160,6 +170,16 @@ class AudioLedger:
         while covered > 0 and covered * step > limit:
             covered -= 1
         self._forget_until(min(self._origin + covered, self._next))
+
+    def confirm_until(self, index: int) -> None:
+        """The server answered for every frame before `index` that the live connection sent
+        (a reply to a commit that rode on frame `index - 1`)."""
+        if self._live:
+            self._forget_until(min(index, self._next))
+
+    def sent_through(self, index: int) -> bool:
+        """Whether the live connection was sent every frame before `index`."""
+        return self._live and index <= self._next
 
     def confirm_all(self) -> None:
         """The server finished: everything the live connection sent is transcribed."""

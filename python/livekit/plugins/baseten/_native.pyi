@@ -13,6 +13,7 @@ from livekit.agents.types import TimedString
 from typing_extensions import Buffer
 
 __all__ = [
+    "AppendPipeline",
     "EndAudio",
     "HealthCheck",
     "Rebuffer",
@@ -23,6 +24,8 @@ __all__ = [
     "mulaw_decode",
     "mulaw_encode",
     "parse_message",
+    "qwen3_language_code",
+    "qwen3_language_name",
 ]
 
 @final
@@ -68,6 +71,52 @@ class SendPipeline:
     def flush(self, pad: bool = True) -> list[bytes]:
         """Returns the resampler's tail and the leftover samples as a last frame, zero-padded to
         a whole frame unless `pad` is False."""
+
+@final
+class AppendPipeline:
+    """Qwen3-ASR's send path: little-endian int16 PCM at any rate and channel count in,
+    `{"type":"input_audio_buffer.append","audio":"<base64>"}` messages out, each carrying
+    100 ms of 16 kHz mono audio. With `websocket=True` each message comes out as one masked
+    client WebSocket text message (RFC 6455), ready to write to the socket."""
+
+    def __new__(
+        cls, input_rate: int, channels: int, *, websocket: bool = False
+    ) -> AppendPipeline: ...
+    @property
+    def input_rate(self) -> int: ...
+    @property
+    def channels(self) -> int: ...
+    @property
+    def websocket(self) -> bool: ...
+    @property
+    def message_bytes(self) -> int:
+        """The size of every append message (with its WebSocket framing, if any)."""
+    @property
+    def added_latency_s(self) -> float:
+        """Worst-case latency the resampler adds (0.0 when the input is at 16 kHz)."""
+    @property
+    def pending_samples(self) -> int:
+        """16 kHz samples buffered towards the next message."""
+    def push(
+        self, pcm: Buffer, sample_rate: int | None = None, channels: int | None = None
+    ) -> list[bytes]:
+        """Adds input bytes (any size; a sample may be split across pushes) and returns one
+        append message per 100 ms they complete. Given `sample_rate` and `channels` (both or
+        neither), first checks they are the pipeline's, raising ValueError if not."""
+    def flush(self, commit: bool = True) -> list[bytes]:
+        """Returns the leftover samples as a last message, zero-padded to 100 ms. With
+        `commit`, `{"type":"input_audio_buffer.commit"}` follows the last message, in the same
+        `bytes` (a message of silence carries it when no samples were left over); when nothing
+        went out since the last commit, nothing is returned at all. So a committing flush
+        returns messages exactly when it committed."""
+
+def qwen3_language_code(name: str) -> str | None:
+    """The code of a language as Qwen3-ASR names it ("English" -> "en", "Cantonese" ->
+    "yue"), in any case; None for a name it does not list."""
+
+def qwen3_language_name(code: str) -> str | None:
+    """The name Qwen3 models give the language of `code` (a code or BCP 47 tag: "en-US" ->
+    "English"); None for a language they do not list."""
 
 @final
 class Rebuffer:
@@ -157,9 +206,16 @@ class UnknownMessage:
 _ServerMessage = Transcription | EndAudio | HealthCheck | ServerError | UnknownMessage
 
 def parse_message(
-    text: str, time_offset: float = 0.0, origin: float = 0.0, audio_sent: float = ...
+    text: str,
+    time_offset: float = 0.0,
+    origin: float = 0.0,
+    audio_sent: float = ...,
+    *,
+    qwen3: bool = False,
 ) -> _ServerMessage:
-    """Parses one text message of Baseten's Whisper server; raises ValueError if malformed.
+    """Parses one text message of Baseten's Whisper server (with `qwen3`, of its Qwen3-ASR
+    server: the same messages, whose language names become codes, and whose errors carry
+    their fields at the top level); raises ValueError if malformed.
 
     A transcript's times count from the start of its connection's audio. They are clamped to
     `audio_sent` (default: infinity), the seconds of audio that connection was sent, when they

@@ -21,7 +21,8 @@ from livekit.agents.utils import is_given
 from typing_extensions import TypedDict
 
 from . import _native
-from .models import MuLawFlavour, STTEncoding
+from ._qwen3_protocol import check_chunk_size, check_qwen3_options, qwen3_language
+from .models import MuLawFlavour, STTEncoding, STTModels
 
 # Every wire frame is 32 ms: 512 samples once the server has the audio at 16 kHz.
 FRAME_SECONDS = 0.032
@@ -35,7 +36,11 @@ HEALTH_CHECK = json.dumps({"type": "health_check"})
 
 @dataclass
 class STTOptions:
+    """A stream's options, for either protocol (`model`); `language` as that protocol names
+    it (Whisper "en", Qwen3-ASR "English")."""
+
     language: str
+    model: STTModels = "whisper"
     encoding: STTEncoding = "pcm_s16le"
     mulaw_flavour: MuLawFlavour = "continuous"
     language_options: list[str] = field(default_factory=list)
@@ -59,8 +64,15 @@ def whisper_language(language: str) -> str:
     return "auto" if code == "auto" else code.language
 
 
+def stt_language(model: STTModels, language: str) -> str:
+    """`language` as `model`'s server wants it."""
+    return qwen3_language(language) if model == "qwen3-asr" else whisper_language(language)
+
+
 def check_options(opts: STTOptions) -> None:
     """Raises ValueError for options the server would refuse or misread."""
+    if opts.model == "qwen3-asr":
+        check_qwen3_options(opts)
     if opts.encoding not in WIRE_SAMPLE_RATES:
         raise ValueError(f"encoding must be 'pcm_s16le' or 'pcm_mulaw', got {opts.encoding!r}")
     if opts.mulaw_flavour not in ("continuous", "g711"):
@@ -123,7 +135,9 @@ class STTOptionChanges(TypedDict, total=False):
     buffer_size_seconds: NotGivenOr[float]
 
 
-def check_buffer_size(buffer_size_seconds: float) -> None:
+def check_buffer_size(buffer_size_seconds: float, model: STTModels = "whisper") -> None:
+    if model == "qwen3-asr":
+        return check_chunk_size(buffer_size_seconds)
     if abs(buffer_size_seconds - FRAME_SECONDS) > 1e-9:
         raise ValueError(
             f"buffer_size_seconds must be {FRAME_SECONDS} (Baseten's server takes frames "
@@ -135,7 +149,7 @@ def apply_changes(opts: STTOptions, changes: STTOptionChanges) -> STTOptions:
     """A validated copy of `opts` with `changes` (NOT_GIVEN values are ignored)."""
     new = dataclasses.replace(opts, language_options=list(opts.language_options))
     if is_given(size := changes.get("buffer_size_seconds", NOT_GIVEN)):
-        check_buffer_size(size)
+        check_buffer_size(size, opts.model)
     if is_given(threshold := changes.get("vad_threshold", NOT_GIVEN)):
         new.vad_threshold = threshold
     if is_given(silence := changes.get("vad_min_silence_duration_ms", NOT_GIVEN)):
@@ -143,7 +157,7 @@ def apply_changes(opts: STTOptions, changes: STTOptionChanges) -> STTOptions:
     if is_given(pad := changes.get("vad_speech_pad_ms", NOT_GIVEN)):
         new.vad_speech_pad_ms = pad
     if is_given(language := changes.get("language", NOT_GIVEN)):
-        new.language = whisper_language(language)
+        new.language = stt_language(opts.model, language)
     if is_given(options := changes.get("language_options", NOT_GIVEN)):
         new.language_options = [whisper_language(code) for code in options]
     if is_given(prompt := changes.get("prompt", NOT_GIVEN)):
@@ -156,7 +170,8 @@ def server_error(msg: _native.ServerError) -> APIError:
     """An unrecoverable `error` message. Audio or configuration the server refuses will be
     refused again: not retryable. Anything else (stream, transcription, socket trouble on the
     server) may pass on a new connection."""
-    text = f"Baseten error {msg.error_type}: {msg.message}"
+    kind = f" {msg.error_type}" if msg.error_type else ""
+    text = f"Baseten error{kind}: {msg.message}"
     if msg.error_type in ("AUDIO_PROCESSING_ERROR", "CONFIGURATION_ERROR"):
         return APIStatusError(text, status_code=400, body=msg.message, retryable=False)
     return APIConnectionError(text, retryable=True)

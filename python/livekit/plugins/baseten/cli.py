@@ -22,6 +22,7 @@ import aiohttp
 import typer
 from livekit import rtc
 from livekit.agents import APIError, stt
+from livekit.agents.types import NOT_GIVEN
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -90,6 +91,7 @@ async def endpoints(
     stt_url: str | None = None,
     tts_url: str | None = None,
     predict: bool = False,
+    stt_model: str = "whisper",
     needs: tuple[str, ...] = (),
 ) -> AsyncIterator[Endpoints]:
     """Baseten's endpoints when `BASETEN_API_KEY` and every needed endpoint are given (an
@@ -113,7 +115,7 @@ async def endpoints(
     async with LocalServer() as server:
         yield Endpoints(
             api_key="local",
-            stt=server.whisper_url,
+            stt=server.qwen3_asr_url if stt_model == "qwen3-asr" else server.whisper_url,
             tts=server.tts_predict_url if predict else server.tts_websocket_url,
             llm_base_url=server.llm_base_url,
             qwen3_tts=server.qwen3_tts_url,
@@ -189,6 +191,7 @@ def serve(
         async with LocalServer(host=host, port=port) as server:
             table = Table(title="Local Baseten-compatible server", show_header=False)
             table.add_row("Whisper streaming (STT)", server.whisper_url)
+            table.add_row("Qwen3-ASR streaming (STT)", server.qwen3_asr_url)
             table.add_row("Orpheus WebSocket (TTS)", server.tts_websocket_url)
             table.add_row("Orpheus predict (TTS)", server.tts_predict_url)
             table.add_row("Qwen3-TTS (TTS, voices)", server.qwen3_tts_url)
@@ -206,20 +209,32 @@ def serve(
 @app.command()
 def transcribe(
     file: Annotated[Path, typer.Argument(help="An audio file (anything PyAV decodes).")],
-    endpoint: Annotated[str | None, typer.Option(help="Whisper WebSocket URL.")] = None,
-    model_id: Annotated[str | None, typer.Option(help="Baseten Whisper model id.")] = None,
-    language: Annotated[str, typer.Option(help="Language code.")] = "en",
+    endpoint: Annotated[str | None, typer.Option(help="STT WebSocket URL.")] = None,
+    model_id: Annotated[str | None, typer.Option(help="Baseten STT model id.")] = None,
+    model: Annotated[str, typer.Option(help="The STT protocol: whisper or qwen3-asr.")] = "whisper",
+    language: Annotated[
+        str | None, typer.Option(help="Language code (default: en, or auto for qwen3-asr).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per event.")] = False,
 ) -> None:
     """Stream FILE through baseten.STT, faster than real time; print partials and finals."""
     from ._endpoint import TRUSS_WS_URL
 
     async def job() -> None:
+        if model not in ("whisper", "qwen3-asr"):
+            raise CliError(f"--model must be whisper or qwen3-asr, not {model!r}")
         pcm = read_audio(file)
         url = model_url(endpoint, model_id, TRUSS_WS_URL)
-        async with endpoints(stt_url=url, needs=("stt",)) as ep, aiohttp.ClientSession() as http:
+        async with (
+            endpoints(stt_url=url, stt_model=model, needs=("stt",)) as ep,
+            aiohttp.ClientSession() as http,
+        ):
             engine = STT(
-                api_key=ep.api_key, model_endpoint=ep.stt, http_session=http, language=language
+                model="qwen3-asr" if model == "qwen3-asr" else "whisper",
+                api_key=ep.api_key,
+                model_endpoint=ep.stt,
+                http_session=http,
+                language=language if language is not None else NOT_GIVEN,
             )
             stream = engine.stream()
             seconds = len(pcm) / 2 / SAMPLE_RATE

@@ -19,8 +19,8 @@ LLMModels = Literal[
     "Qwen/Qwen3.8-27B",
 ]
 
-# The wire protocols this plugin speaks: Baseten's streaming Whisper and Orpheus servers.
-STTModels = Literal["whisper"]
+# The STT wire protocols: Baseten's streaming Whisper and Qwen3-ASR servers.
+STTModels = Literal["whisper", "qwen3-asr"]
 
 # The TTS wire protocols: Orpheus (WebSocket or predict) and Qwen3-TTS (WebSocket, voice clones).
 TTSModels = Literal["orpheus", "qwen3-tts"]

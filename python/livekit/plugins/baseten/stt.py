@@ -1,12 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 
-"""Streaming speech-to-text on Baseten's Whisper WebSocket.
+"""Streaming speech-to-text on Baseten's Whisper and Qwen3-ASR WebSockets.
 
 The data path, per stream:
-    push_frame -> Rust SendPipeline (downmix, resample, 512-sample frames, encode, WebSocket
-    framing) -> AudioLedger -> FrameWriter -> socket (from push_frame, or from the sender task
-    when the socket pushes back);
+    push_frame -> Rust pipeline (downmix, resample, cut into the protocol's messages: Whisper's
+    512-sample binary frames, Qwen3-ASR's 100 ms base64 JSON appends; WebSocket framing)
+    -> AudioLedger -> FrameWriter -> socket (from push_frame, or from the sender task when the
+    socket pushes back);
     socket -> receiver task -> Rust parse_message (times on the caller's timeline) -> events.
+What differs between the two protocols is in their `Wire` (_stt_wire.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import math
 import time
 import weakref
+from collections import deque
 from enum import Enum
 from typing import Any
 
@@ -40,20 +43,19 @@ from ._audio_ledger import AudioLedger
 from ._endpoint import CHAIN_WS_URL, TRUSS_WS_URL, resolve_api_key, resolve_endpoint
 from ._frame_writer import FrameWriter, Wakeup
 from ._private_api import audio_frame_buffer, check_input_open, retry_interval
+from ._stt_wire import WIRES, Pipeline
 from ._transcript_events import TranscriptEvents, joined
 from ._websocket import as_api_error, connect, failure_of
 from ._whisper_protocol import (
-    END_AUDIO,
     FRAME_SECONDS,
-    HEALTH_CHECK,
     WIRE_SAMPLE_RATES,
     STTOptionChanges,
     STTOptions,
     apply_changes,
     check_buffer_size,
     check_options,
-    metadata_json,
     server_error,
+    stt_language,
     whisper_language,
 )
 from .log import logger
@@ -65,8 +67,7 @@ KEEPALIVE_INTERVAL_S = 5.0
 # Audio kept until a final covers it (to resend it if its connection dies) or while no
 # connection takes it, before the oldest goes: the server cuts utterances at 30 s anyway.
 MAX_BUFFERED_AUDIO_S = 30.0
-_MAX_FRAMES = round(MAX_BUFFERED_AUDIO_S / FRAME_SECONDS)
-# Transcript messages are small; anything bigger than this is not a Whisper server talking.
+# Transcript messages are small; anything bigger than this is not a Baseten server talking.
 MAX_MESSAGE_BYTES = 1 << 20
 # A connection that stayed up this long has earned a fresh retry budget.
 HEALTHY_CONNECTION_S = 60.0
@@ -78,7 +79,6 @@ CLOSE_GRACE_S = 1.0
 # it would delay END_OF_SPEECH and, with many streams finalising together, other finals. The
 # sender task checks as it wakes (at least every keepalive / 2), never push_frame.
 USAGE_REPORT_S = 5.0
-_USAGE_REPORT_FRAMES = math.ceil(USAGE_REPORT_S / FRAME_SECONDS)
 
 
 class STT(stt.STT[None]):
@@ -109,7 +109,7 @@ class STT(stt.STT[None]):
         vad_speech_pad_ms: NotGivenOr[int] = NOT_GIVEN,
         http_session: aiohttp.ClientSession | None = None,
     ) -> None:
-        """Baseten streaming Whisper speech-to-text.
+        """Baseten streaming speech-to-text: Whisper, or Qwen3-ASR.
 
         The endpoint, in priority order: ``model_endpoint`` (a ``wss://`` or ``ws://`` URL),
         ``model_id`` (``wss://model-{model_id}.api.baseten.co/environments/production/websocket``),
@@ -117,61 +117,79 @@ class STT(stt.STT[None]):
         ``BASETEN_MODEL_ENDPOINT`` environment variable.
 
         Args:
-            model: only ``"whisper"``: this plugin speaks Baseten's streaming Whisper protocol.
+            model: ``"whisper"`` (Baseten's streaming Whisper) or ``"qwen3-asr"``; the
+                defaults below are each model's own.
             api_key: Baseten API key; defaults to ``BASETEN_API_KEY``.
             sample_rate: the rate the server decodes: 16000 for ``pcm_s16le``, 8000 for
                 ``pcm_mulaw`` (the default for each). Input frames may have any rate and
                 channel count; the plugin resamples them.
-            encoding: ``"pcm_s16le"`` (default) or ``"pcm_mulaw"`` (8 kHz mu-law, half the
-                bandwidth).
+            encoding: ``"pcm_s16le"`` (default) or, Whisper only, ``"pcm_mulaw"`` (8 kHz
+                mu-law, half the bandwidth).
             mulaw_flavour: the mu-law curve for ``pcm_mulaw``: ``"continuous"`` (torchaudio's,
                 which Baseten's Whisper server decodes) or ``"g711"`` (ITU-T G.711).
-            buffer_size_seconds: the server's frame, 0.032 s; any other value is refused.
-            language: Whisper language code (default ``"en"``), or ``"auto"`` to detect.
-            language_options: restrict detection to these codes (server runtime >= v0.5.0).
-            prompt: Whisper's initial prompt, to bias it towards a vocabulary.
+            buffer_size_seconds: the server's frame, 0.032 s for Whisper, 0.1 s for Qwen3-ASR
+                (which also takes the default 0.032 to mean that); any other value is refused.
+            language: a language code (Whisper default ``"en"``), or ``"auto"`` to detect
+                (Qwen3-ASR's default); Qwen3-ASR also takes its language names (``"English"``).
+            language_options: Whisper only: restrict detection to these codes (server
+                runtime >= v0.5.0).
+            prompt: Whisper only: its initial prompt, to bias it towards a vocabulary.
             enable_partial_transcripts: emit interim transcripts while the user speaks.
-            partial_transcript_interval_s: seconds of speech between partials (default 1.0).
+            partial_transcript_interval_s: seconds of speech between partials (default 1.0,
+                Qwen3-ASR 0.5).
             final_transcript_max_duration_s: longest utterance before the server forces a
                 final, 1 to 30 seconds (the server's limit).
-            show_word_timestamps: word-level timestamps (default True); without them each
-                transcript segment is one timed chunk.
+            show_word_timestamps: word-level timestamps (default True, Qwen3-ASR False: its
+                aligner is opt-in on the deployment); without them each transcript segment
+                is one timed chunk.
             vad_threshold, vad_min_silence_duration_ms, vad_speech_pad_ms: the server's VAD
-                (defaults 0.5, 300 and 30).
+                (defaults 0.5, 300 and 30; Qwen3-ASR 0.5, 500 and 100).
             http_session: the aiohttp session to use; defaults to the job's.
         """
-        if model != "whisper":
+        if model not in WIRES:
             raise ValueError(
                 f"model {model!r} is not supported: this plugin speaks Baseten's streaming "
-                "Whisper protocol (model='whisper')"
+                f"Whisper and Qwen3-ASR protocols ({' or '.join(map(repr, WIRES))})"
             )
+        defaults = WIRES[model].defaults
         enc: STTEncoding = encoding if is_given(encoding) else "pcm_s16le"
         if enc not in WIRE_SAMPLE_RATES:
             raise ValueError(f"encoding must be 'pcm_s16le' or 'pcm_mulaw', got {enc!r}")
         if is_given(sample_rate) and sample_rate != WIRE_SAMPLE_RATES[enc]:
             raise ValueError(
-                f"Baseten's Whisper server decodes {enc} at {WIRE_SAMPLE_RATES[enc]} Hz only; "
+                f"Baseten's {model} server decodes {enc} at {WIRE_SAMPLE_RATES[enc]} Hz only; "
                 f"got sample_rate={sample_rate}. Input frames may have any rate: the plugin "
                 "resamples them."
             )
-        check_buffer_size(buffer_size_seconds)
+        check_buffer_size(buffer_size_seconds, model)
         self._opts = STTOptions(
-            language=whisper_language(language if is_given(language) else "en"),
+            language=stt_language(model, language if is_given(language) else defaults.language),
+            model=model,
             encoding=enc,
             mulaw_flavour=mulaw_flavour,
             language_options=[whisper_language(lang) for lang in language_options or []],
             prompt=prompt,
             enable_partial_transcripts=enable_partial_transcripts,
             partial_transcript_interval_s=(
-                partial_transcript_interval_s if is_given(partial_transcript_interval_s) else 1.0
+                partial_transcript_interval_s
+                if is_given(partial_transcript_interval_s)
+                else defaults.partial_transcript_interval_s
             ),
             final_transcript_max_duration_s=final_transcript_max_duration_s,
-            show_word_timestamps=(show_word_timestamps if is_given(show_word_timestamps) else True),
+            show_word_timestamps=(
+                show_word_timestamps
+                if is_given(show_word_timestamps)
+                else defaults.show_word_timestamps
+            ),
             vad_threshold=vad_threshold,
             vad_min_silence_duration_ms=(
-                vad_min_silence_duration_ms if is_given(vad_min_silence_duration_ms) else 300
+                vad_min_silence_duration_ms
+                if is_given(vad_min_silence_duration_ms)
+                else defaults.vad_min_silence_duration_ms
             ),
-            vad_speech_pad_ms=vad_speech_pad_ms if is_given(vad_speech_pad_ms) else 30,
+            vad_speech_pad_ms=(
+                vad_speech_pad_ms if is_given(vad_speech_pad_ms) else defaults.vad_speech_pad_ms
+            ),
         )
         check_options(self._opts)
         super().__init__(
@@ -196,14 +214,17 @@ class STT(stt.STT[None]):
 
     @property
     def model(self) -> str:
-        return "whisper"
+        return self._opts.model
 
     @property
     def provider(self) -> str:
         return "Baseten"
 
     def __repr__(self) -> str:
-        return f"baseten.STT(endpoint={self._endpoint!r}, language={self._opts.language!r})"
+        return (
+            f"baseten.STT(model={self._opts.model!r}, endpoint={self._endpoint!r}, "
+            f"language={self._opts.language!r})"
+        )
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -218,7 +239,7 @@ class STT(stt.STT[None]):
     ) -> SpeechStream:
         opts = dataclasses.replace(self._opts, language_options=list(self._opts.language_options))
         if is_given(language):
-            opts.language = whisper_language(language)
+            opts.language = stt_language(opts.model, language)
         stream = SpeechStream(
             stt=self,
             opts=opts,
@@ -286,14 +307,15 @@ class _Connection:
     writer: FrameWriter
     request_id: str
     last_message_at: float
-    # Set by the sender once end_audio is out; the receiver then drains until "finished".
+    # Set by the sender once all the audio is out (and Whisper's end_audio); the receiver then
+    # drains until the server finished.
     ending: _End | None = None
     end_audio_at: float = 0.0
     health_check_pending: bool = False
 
 
 class SpeechStream(stt.SpeechStream):
-    """A streaming transcription on Baseten's Whisper WebSocket.
+    """A streaming transcription on Baseten's Whisper or Qwen3-ASR WebSocket.
 
     Every time it reports is on the caller's timeline: `start_time_offset` (read as each event
     is made) plus seconds of the audio pushed, whatever connections carried it.
@@ -312,11 +334,19 @@ class SpeechStream(stt.SpeechStream):
         # No sample_rate for the base class: the Rust pipeline resamples, not LiveKit's FFI.
         super().__init__(stt=stt, conn_options=conn_options)
         self._opts = opts
+        self._wire = wire = WIRES[opts.model]
         self._api_key = api_key
         self._endpoint = model_endpoint
         self._session = http_session
-        self._pipeline: _native.SendPipeline | None = None
-        self._ledger = AudioLedger(max_frames=_MAX_FRAMES, frame_seconds=FRAME_SECONDS)
+        self._pipeline: Pipeline | None = None
+        self._ledger = AudioLedger(
+            max_frames=round(MAX_BUFFERED_AUDIO_S / wire.frame_seconds),
+            frame_seconds=wire.frame_seconds,
+        )
+        self._usage_report_frames = math.ceil(USAGE_REPORT_S / wire.frame_seconds)
+        # Qwen3-ASR's commits not yet answered: the ledger index after the frame each rode on,
+        # and when it was pushed (its answer is due within conn_options.timeout).
+        self._commits: deque[tuple[int, float]] = deque()
         # The live connection's writer, while push_frame may write to it.
         self._writer: FrameWriter | None = None
         self._wakeup = Wakeup()  # the sender's: input ended, options changed, frames held back
@@ -352,7 +382,8 @@ class SpeechStream(stt.SpeechStream):
 
     @property
     def language(self) -> str:
-        return self._opts.language
+        """The language option, as a code (or "auto")."""
+        return self._wire.language_code(self._opts.language)
 
     def __repr__(self) -> str:
         return f"baseten.SpeechStream(endpoint={self._endpoint!r}, request_id={self._request_id!r})"
@@ -368,12 +399,8 @@ class SpeechStream(stt.SpeechStream):
         pipeline = self._pipeline
         if pipeline is None:
             self._input_started_at = time.time() - frame.duration
-            pipeline = self._pipeline = _native.SendPipeline(
-                frame.sample_rate,
-                frame.num_channels,
-                self._opts.encoding,
-                self._opts.mulaw_flavour,
-                websocket=True,
+            pipeline = self._pipeline = self._wire.pipeline(
+                self._opts, frame.sample_rate, frame.num_channels
             )
         # The pipeline refuses a change of rate or channels (ValueError).
         pcm = audio_frame_buffer(frame)
@@ -381,11 +408,14 @@ class SpeechStream(stt.SpeechStream):
             self._send(frames)
 
     def flush(self) -> None:
-        """Sends the audio pushed so far, the last frame zero-padded (the protocol has no
-        flush message: the server's VAD decides where utterances end)."""
+        """Sends the audio pushed so far, the last frame zero-padded. Whisper has no flush
+        message (the server's VAD decides where utterances end); Qwen3-ASR commits, and the
+        server answers with a final for the audio it holds."""
         check_input_open(self)
         if self._pipeline is not None and (frames := self._pipeline.flush()):
             self._send(frames)
+            if self._wire.commits:  # a committing flush returns frames exactly when it commits
+                self._commits.append((self._ledger.pushed, time.monotonic()))
 
     def _send(self, frames: list[bytes]) -> None:
         self._ledger.push(frames)
@@ -394,8 +424,9 @@ class SpeechStream(stt.SpeechStream):
             self._wakeup.set()  # the socket pushed back: the sender takes over
 
     def end_input(self) -> None:
-        """No more audio: the stream sends what is left, asks the server to finish, emits the
-        last transcripts and ends (iteration stops by itself)."""
+        """No more audio: the stream sends what is left, asks the server to finish (Whisper's
+        end_audio, Qwen3-ASR's commit), emits the last transcripts and ends (iteration stops by
+        itself) once the server answered for all the audio."""
         super().end_input()  # flush() then close the input channel
         self._wakeup.set()
 
@@ -468,11 +499,15 @@ class SpeechStream(stt.SpeechStream):
             self._request_id = conn.request_id
             self._options_changed = False
             try:
-                await ws.send_str(metadata_json(self._opts))
+                await ws.send_str(self._wire.first_message(self._opts))
             except (aiohttp.ClientError, ConnectionError) as e:
                 raise as_api_error(e, "sending metadata") from None
             # The audio no final covered goes first: the server may never have read it.
             self._ledger.open()
+            # Commits whose audio is all covered need no answer any more; the others are
+            # resent with their audio.
+            while self._commits and self._commits[0][0] <= self._ledger.oldest:
+                self._commits.popleft()
             self._writer = conn.writer
             sender = asyncio.create_task(self._send_loop(conn), name="baseten.STT.send")
             receiver = asyncio.create_task(self._recv_loop(conn), name="baseten.STT.recv")
@@ -499,13 +534,19 @@ class SpeechStream(stt.SpeechStream):
         pending: set[asyncio.Task[Any]] = {sender, receiver}
 
         def deadline() -> float:
+            if not self._wire.keepalive_message:
+                # No keepalive: silence is normal until a commit waits for its answer.
+                if not self._commits:
+                    return math.inf
+                return max(conn.last_message_at, self._commits[0][1]) + timeout
             # Silence past a health check's time plus the timeout means the server is gone;
             # after end_audio the server has the timeout to finish.
             at = conn.last_message_at + keepalive + timeout
             return min(at, conn.end_audio_at + timeout) if conn.ending is not None else at
 
         while True:
-            wait = max(deadline() - time.monotonic(), 0.0)
+            # Woken at least every keepalive: a commit made meanwhile brings a deadline.
+            wait = min(max(deadline() - time.monotonic(), 0.0), keepalive)
             done, pending = await asyncio.wait(
                 pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
             )
@@ -516,6 +557,11 @@ class SpeechStream(stt.SpeechStream):
                 if receiver.done() and receiver.exception() is None:
                     return receiver.result()
                 raise as_api_error(error, "sending audio")
+            if sender in done and self._wire.commits:
+                # All the audio is out. A switch needs no answer: what no final covered goes to
+                # the next connection. The end waits for the last commit's answer, if any.
+                if conn.ending is _End.SWITCH or self._finished():
+                    return conn.ending or _End.FINISHED
             if done:
                 continue  # the sender finished normally: end_audio is out, a new deadline
             if time.monotonic() < deadline():
@@ -524,8 +570,10 @@ class SpeechStream(stt.SpeechStream):
                 # What it never confirmed goes to the next connection (the ledger's close).
                 logger.warning("Baseten did not finish the old connection; switching anyway")
                 return _End.SWITCH
+            # Retryable: the audio this connection never confirmed goes to the next one.
+            if self._wire.commits:
+                raise APITimeoutError(f"Baseten did not answer a commit within {timeout:g}s")
             if conn.ending is _End.FINISHED:
-                # Retryable: the audio this connection never confirmed goes to the next one.
                 raise APITimeoutError(
                     f"Baseten did not finish the transcription within {timeout:g}s of end_audio"
                 )
@@ -541,21 +589,24 @@ class SpeechStream(stt.SpeechStream):
                         f"Baseten fell more than {MAX_BUFFERED_AUDIO_S:g}s of audio behind",
                         retryable=True,
                     )
-                self._report_usage(_USAGE_REPORT_FRAMES)
+                self._report_usage(self._usage_report_frames)
                 await writer.writable()
                 continue
-            self._report_usage(_USAGE_REPORT_FRAMES)
+            self._report_usage(self._usage_report_frames)
             finished = self._input_ch.closed and not ledger.queued
             if finished or self._options_changed:
                 conn.ending = _End.FINISHED if finished else _End.SWITCH
                 conn.end_audio_at = time.monotonic()
-                await ws.send_str(END_AUDIO)
+                if self._wire.end_message:
+                    await ws.send_str(self._wire.end_message)
                 return
-            if not conn.health_check_pending and (
-                time.monotonic() - conn.last_message_at >= keepalive
+            if (
+                self._wire.keepalive_message
+                and not conn.health_check_pending
+                and time.monotonic() - conn.last_message_at >= keepalive
             ):
                 conn.health_check_pending = True
-                await ws.send_str(HEALTH_CHECK)
+                await ws.send_str(self._wire.keepalive_message)
             await self._wakeup.wait(timeout=keepalive / 2)
 
     async def _recv_loop(self, conn: _Connection) -> _End:
@@ -568,7 +619,7 @@ class SpeechStream(stt.SpeechStream):
                 if (end := self._on_message(msg.data, conn)) is not None:
                     return end
             elif msg.type == aiohttp.WSMsgType.BINARY:
-                self._warn_once("binary", "ignoring a binary message from Baseten's Whisper server")
+                self._warn_once("binary", "ignoring a binary message from Baseten's STT server")
             elif msg.type in (
                 aiohttp.WSMsgType.CLOSE,
                 aiohttp.WSMsgType.CLOSING,
@@ -601,7 +652,11 @@ class SpeechStream(stt.SpeechStream):
         ledger = self._ledger
         try:
             msg = _native.parse_message(
-                text, self.start_time_offset, ledger.origin_s, ledger.sent_s
+                text,
+                self.start_time_offset,
+                ledger.origin_s,
+                ledger.sent_s,
+                qwen3=self._wire.commits,
             )
         except ValueError as e:
             self._warn_once("malformed", "ignoring a malformed message from Baseten: %s", e)
@@ -616,10 +671,14 @@ class SpeechStream(stt.SpeechStream):
                 )
             if msg.is_final:
                 ledger.confirm(msg.audio_end)
-            for event in self._transcripts.of(msg, conn.request_id, self._opts.language):
+                if msg.is_end_of_audio_flush and self._wire.commits:
+                    self._commit_answered()
+            for event in self._transcripts.of(msg, conn.request_id, self.language):
                 self._event_ch.send_nowait(event)
+            if self._wire.commits and self._finished():
+                return _End.FINISHED
         elif isinstance(msg, _native.EndAudio):
-            if msg.status == "finished" and conn.ending is not None:
+            if msg.status == "finished" and conn.ending is not None and self._wire.end_message:
                 ledger.confirm_all()
                 return conn.ending
         elif isinstance(msg, _native.ServerError):
@@ -631,6 +690,19 @@ class SpeechStream(stt.SpeechStream):
         elif isinstance(msg, _native.UnknownMessage):
             logger.debug("ignoring a Baseten message of type %r", msg.kind)
         return None
+
+    def _commit_answered(self) -> None:
+        """A final answered the oldest commit this connection was sent: the server transcribed
+        all the audio before it."""
+        if self._commits and self._ledger.sent_through(self._commits[0][0]):
+            self._ledger.confirm_until(self._commits.popleft()[0])
+        else:
+            self._warn_once("commit", "Baseten answered a commit it was not sent")
+
+    def _finished(self) -> bool:
+        """Whether the input ended and the server answered for all of it (Qwen3-ASR: every
+        commit, the last one included)."""
+        return self._input_ch.closed and self._ledger.settled and not self._commits
 
     def _spoken_at(self, seconds: float) -> float | None:
         """When `seconds` of the live connection's audio was spoken, on the wall clock, taking
@@ -650,7 +722,7 @@ class SpeechStream(stt.SpeechStream):
                     stt.SpeechEventType.RECOGNITION_USAGE,
                     request_id=self._request_id,
                     recognition_usage=stt.RecognitionUsage(
-                        audio_duration=round(frames * FRAME_SECONDS, 6)
+                        audio_duration=round(frames * self._ledger.frame_seconds, 6)
                     ),
                 )
             )

@@ -8,6 +8,7 @@ OpenAI-compatible chat completions (a deterministic stand-in).
 Install with the `local` extra. Paths (all on one port):
 
 - `ws://HOST:PORT/whisper/websocket`: Baseten streaming Whisper
+- `ws://HOST:PORT/qwen3-asr/websocket`: Baseten Qwen3-ASR streaming (the same Whisper tiny.en)
 - `ws://HOST:PORT/orpheus/websocket`: Orpheus WebSocket streaming
 - `http://HOST:PORT/orpheus/predict`: Orpheus HTTP predict
 - `ws://HOST:PORT/qwen3-tts/websocket`: Qwen3-TTS streaming, `voice.add`, `voice.list`
@@ -22,7 +23,14 @@ from types import TracebackType
 
 from aiohttp import web
 
-from . import _chat_server, _orpheus_server, _qwen3_tts_server, _recognizer, _whisper_server
+from . import (
+    _chat_server,
+    _orpheus_server,
+    _qwen3_asr_server,
+    _qwen3_tts_server,
+    _recognizer,
+    _whisper_server,
+)
 
 logger = logging.getLogger("livekit.plugins.baseten.local")
 
@@ -32,6 +40,7 @@ __all__ = ["LocalServer", "create_app"]
 def create_app() -> web.Application:
     app = web.Application()
     app.router.add_get("/whisper/websocket", _whisper_server.handle)
+    app.router.add_get("/qwen3-asr/websocket", _qwen3_asr_server.handle)
     app.router.add_get("/orpheus/websocket", _orpheus_server.websocket)
     app.router.add_post("/orpheus/predict", _orpheus_server.predict)
     app[_qwen3_tts_server.VOICES_KEY] = {}  # the voices registered with voice.add
@@ -84,6 +93,10 @@ class LocalServer:
     @property
     def whisper_url(self) -> str:
         return f"ws://{self.host}:{self._port}/whisper/websocket"
+
+    @property
+    def qwen3_asr_url(self) -> str:
+        return f"ws://{self.host}:{self._port}/qwen3-asr/websocket"
 
     @property
     def tts_websocket_url(self) -> str:
