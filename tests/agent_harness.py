@@ -116,6 +116,7 @@ class Microphone(io.AudioInput):
         chunk, self._pending = self._pending[:step], self._pending[step:]
         chunk = chunk.ljust(self._step, b"\0")
         seconds = len(chunk) / 2 / self._rate
+        late = 0.0
         if fast:
             # The clock shows exactly the audio played since the silence began, however long
             # the session takes to take it in.
@@ -127,9 +128,11 @@ class Microphone(io.AudioInput):
             self._next_at = None
         else:
             self._fast_from = None
-            await self._pace(seconds)
+            late = await self._pace(seconds)
         if isinstance(part, Speech) and not self._pending:
-            self.spoken[-1].ended_at = self._clock.time()
+            # When a real microphone would have captured the last sample: a busy event loop
+            # hands the frame over late, but the audio ended on schedule.
+            self.spoken[-1].ended_at = self._clock.time() - late
         return rtc.AudioFrame(chunk, self._rate, 1, len(chunk) // 2)
 
     def _start(self, part: Part) -> None:
@@ -143,12 +146,14 @@ class Microphone(io.AudioInput):
         else:
             self._pending = bytes(round(part.seconds * self._rate) * 2)
 
-    async def _pace(self, seconds: float) -> None:
+    async def _pace(self, seconds: float) -> float:
+        """Waits until this frame's audio has been captured; returns how late that finds us."""
         loop = asyncio.get_running_loop()
         if self._next_at is None:
             self._next_at = loop.time()
         self._next_at += seconds
         await asyncio.sleep(max(0.0, self._next_at - loop.time()))
+        return max(0.0, loop.time() - self._next_at)
 
 
 class Speaker(io.AudioOutput):
