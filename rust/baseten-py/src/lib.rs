@@ -250,6 +250,12 @@ impl Rebuffer {
     }
 }
 
+/// Reseeds the calling thread's WebSocket masking-key generator: for a process just forked.
+#[pyfunction]
+fn reseed_masks() {
+    baseten_core::websocket::reseed_masks();
+}
+
 /// Encodes little-endian int16 PCM as mu-law.
 #[pyfunction]
 #[pyo3(signature = (pcm, flavour = "g711"))]
@@ -592,7 +598,7 @@ fn parse_message<'py>(
 mod _native {
     #[pymodule_export]
     use super::{
-        mulaw_decode, mulaw_encode, parse_message, EndAudio, HealthCheck, Rebuffer, SendPipeline,
-        ServerError, Transcription, UnknownMessage,
+        mulaw_decode, mulaw_encode, parse_message, reseed_masks, EndAudio, HealthCheck, Rebuffer,
+        SendPipeline, ServerError, Transcription, UnknownMessage,
     };
 }

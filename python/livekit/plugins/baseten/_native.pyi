@@ -84,6 +84,10 @@ class Rebuffer:
         trailing partial sample stays buffered."""
     def clear(self) -> None: ...
 
+def reseed_masks() -> None:
+    """Reseeds this thread's WebSocket masking-key generator (in a process just forked, which
+    would otherwise send the keys its parent sends)."""
+
 def mulaw_encode(pcm: Buffer, flavour: Literal["g711", "continuous"] = "g711") -> bytes:
     """int16 little-endian PCM -> mu-law; "g711" is bit-exact with `audioop.lin2ulaw(pcm, 2)`."""
 
