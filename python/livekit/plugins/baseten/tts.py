@@ -41,7 +41,9 @@ from ._orpheus import (
     prompt_limit,
     split_prompt,
 )
+from ._spare_socket import HEARTBEAT_S, SpareSocket
 from ._websocket import connect, failure_of
+from .log import logger
 from .models import TTSModels, TTSVoices
 
 TRUSS_PREDICT_URL = "https://model-{model_id}.api.baseten.co/environments/production/predict"
@@ -140,6 +142,9 @@ class TTS(tts.TTS[None]):
         _check_options(self._opts)
         self._session = http_session
         self._streams: weakref.WeakSet[SynthesizeStream] = weakref.WeakSet()
+        # One socket per utterance: the next one is dialled while the current one speaks.
+        self._spare = SpareSocket(self._dial, refill=True) if streaming else None
+        self._warming: asyncio.Task[None] | None = None
         # Predict takes whole text: stream() synthesizes sentence by sentence, as LiveKit's
         # StreamAdapter does for every non-streaming TTS. One adapter: each registers itself.
         self._adapter = (
@@ -163,6 +168,40 @@ class TTS(tts.TTS[None]):
         if self._session is None:
             self._session = utils.http_context.http_session()
         return self._session
+
+    async def _dial(self, timeout: float) -> aiohttp.ClientWebSocketResponse:
+        return await connect(
+            self._ensure_session(),
+            self._endpoint,
+            api_key=self._api_key,
+            timeout=timeout,
+            max_msg_size=MAX_MESSAGE_BYTES,
+            heartbeat=HEARTBEAT_S,
+        )
+
+    def prewarm(self) -> None:
+        """Opens the connection the next synthesis will use, in the background (LiveKit's
+        AgentSession calls this as the agent starts): a WebSocket dialled ahead for
+        ``wss://`` endpoints, a kept-alive HTTP connection for predict. Needs a running event
+        loop; failures are logged, and the synthesis then connects by itself."""
+        if self._spare is not None:
+            self._spare.prewarm()
+        elif self._warming is None or self._warming.done():
+            self._warming = asyncio.create_task(self._warm_http(), name="baseten.TTS.prewarm")
+
+    async def _warm_http(self) -> None:
+        """A HEAD request to the predict endpoint: the answer does not matter (often 405), the
+        TCP and TLS connection it leaves in the session's keep-alive pool does."""
+        try:
+            async with self._ensure_session().head(
+                self._endpoint,
+                headers={"Authorization": f"Api-Key {self._api_key}"},
+                timeout=aiohttp.ClientTimeout(total=DEFAULT_API_CONNECT_OPTIONS.timeout),
+            ):
+                pass
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            # Not the exception itself: aiohttp's carry the request headers.
+            logger.warning("could not prewarm %s: %s", self._endpoint, type(e).__name__)
 
     def update_options(
         self,
@@ -208,6 +247,10 @@ class TTS(tts.TTS[None]):
 
     async def aclose(self) -> None:
         await asyncio.gather(*(s.aclose() for s in list(self._streams)))
+        if self._spare is not None:
+            await self._spare.aclose()
+        if self._warming is not None:
+            await utils.aio.cancel_and_wait(self._warming)
 
 
 class ChunkedStream(tts.ChunkedStream):
@@ -290,14 +333,13 @@ class SynthesizeStream(tts.SynthesizeStream):
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         request_id = _start(output_emitter, stream=True)
-        # Connect before the first text arrives: the handshake overlaps the LLM's first tokens.
-        ws = await connect(
-            self._tts._ensure_session(),
-            self._tts._endpoint,
-            api_key=self._tts._api_key,
-            timeout=self._conn_options.timeout,
-            max_msg_size=MAX_MESSAGE_BYTES,
-        )
+        # Before the first text arrives: the spare dialled ahead, or a handshake that overlaps
+        # the LLM's first tokens.
+        assert self._tts._spare is not None
+        acquired = await self._tts._spare.acquire(self._conn_options.timeout)
+        ws = acquired.ws
+        self._acquire_time = acquired.acquire_time
+        self._connection_reused = acquired.reused
         turn = _Turn(last_message_at=time.monotonic())
         sender = asyncio.create_task(self._send(ws, turn), name="baseten.TTS.send")
         receiver = asyncio.create_task(
