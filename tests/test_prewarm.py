@@ -129,7 +129,7 @@ async def test_a_spare_past_its_idle_age_is_closed_and_replaced(
 ) -> None:
     dialled: list[aiohttp.ClientWebSocketResponse] = []
 
-    async def dial(timeout: float) -> aiohttp.ClientWebSocketResponse:
+    async def dial(timeout: float, heartbeat: float | None) -> aiohttp.ClientWebSocketResponse:
         ws = await connect(http, server.ws_url, api_key=KEY, timeout=timeout, max_msg_size=1024)
         dialled.append(ws)
         return ws

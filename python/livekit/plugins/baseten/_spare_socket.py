@@ -9,9 +9,10 @@ internet). A `SpareSocket` keeps at most one connected, unused socket: a stream 
 
 While it waits, a spare is watched: anything the server sends an unused socket (a close, a
 reset, data it should not have sent) means it is dead, and a socket idle for `MAX_IDLE_S` is
-replaced anyway (an intermediary may have dropped it silently). The socket's own heartbeat
-(`HEARTBEAT_S`) finds a partition: a ping after that long without data from the server, and
-the socket is dead when no pong follows within half of it.
+replaced anyway (an intermediary may have dropped it silently). aiohttp's heartbeat finds a
+partition: a spare pings after `HEARTBEAT_S` without data from the server, and is dead when
+no pong follows within half of it. The stream that takes a spare turns the heartbeat off: its
+own deadlines (scaled by its `conn_options.timeout`) take over, as on a socket it dialled.
 
 LiveKit's `utils.ConnectionPool` serves sockets that go back to the pool after use (Cartesia,
 ElevenLabs); for sockets used once it would only prewarm the first, with no replacement and
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 import aiohttp
 from livekit.agents import APIError
 
+from ._private_api import stop_heartbeat
 from .log import logger
 
 if sys.version_info >= (3, 11):
@@ -39,8 +41,8 @@ else:  # aiohttp depends on async-timeout before 3.11
 # A spare older than this is closed and replaced: load balancers drop idle connections
 # without telling either end, and a fresh socket costs one handshake in the background.
 MAX_IDLE_S = 30.0
-# A ping after this long without data from the server; no pong within half of it and the
-# socket is dead. A partition is noticed within 1.5 x this on an idle spare.
+# A spare pings after this long without data from the server; no pong within half of it and
+# it is dead. A partition is noticed within 1.5 x this on an idle spare.
 HEARTBEAT_S = 5.0
 # Spares that died unused, one after another, before dialling stops until the next take() or
 # prewarm(): a server that closes every idle socket must not be redialled in a loop.
@@ -50,7 +52,8 @@ MAX_DEATHS = 3
 # waits for it waits no longer than its own.
 DIAL_TIMEOUT_S = 10.0
 
-Dial = Callable[[float], Awaitable[aiohttp.ClientWebSocketResponse]]
+# dial(timeout, heartbeat): opens a socket (with aiohttp's heartbeat, if given).
+Dial = Callable[[float, float | None], Awaitable[aiohttp.ClientWebSocketResponse]]
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class SpareSocket:
     Nothing is dialled ahead until `prewarm()`. After that, with `refill`, a new spare is
     dialled whenever one is taken (the TTS: a socket per utterance); without, the spare is
     dialled once per `prewarm()` (the STT: a stream keeps its socket for the conversation).
-    `dial(timeout)` opens a socket or raises LiveKit's API errors.
+    `dial` opens a socket or raises LiveKit's API errors.
     """
 
     def __init__(self, dial: Dial, *, refill: bool, max_idle_s: float = MAX_IDLE_S) -> None:
@@ -96,7 +99,7 @@ class SpareSocket:
         ws = await self._take(timeout)
         reused = ws is not None
         if ws is None:
-            ws = await self._dial(timeout)
+            ws = await self._dial(timeout, None)
         if self._refill and self._armed:
             self._deaths = 0
             self._start()  # a spare for the next stream, dialled while this one runs
@@ -140,12 +143,13 @@ class SpareSocket:
         except asyncio.CancelledError:
             await ws.close()  # the caller is gone: the socket is nobody's
             raise
+        stop_heartbeat(ws)
         return ws
 
     async def _keep(self) -> None:
         """Dials a spare, then watches it until it is taken, dies or grows old."""
         try:
-            ws = await self._dial(DIAL_TIMEOUT_S)
+            ws = await self._dial(DIAL_TIMEOUT_S, HEARTBEAT_S)
         except APIError as e:
             logger.warning("could not dial a spare Baseten connection: %s", e)
             self._dialled.set()

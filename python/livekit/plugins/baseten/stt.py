@@ -40,7 +40,7 @@ from ._audio_ledger import AudioLedger
 from ._endpoint import CHAIN_WS_URL, TRUSS_WS_URL, resolve_api_key, resolve_endpoint
 from ._frame_writer import FrameWriter, Wakeup
 from ._private_api import audio_frame_buffer, check_input_open, retry_interval
-from ._spare_socket import HEARTBEAT_S, SpareSocket
+from ._spare_socket import SpareSocket
 from ._transcript_events import TranscriptEvents, joined
 from ._websocket import as_api_error, connect, failure_of
 from ._whisper_protocol import (
@@ -213,14 +213,16 @@ class STT(stt.STT[None]):
             self._session = utils.http_context.http_session()
         return self._session
 
-    async def _dial(self, timeout: float) -> aiohttp.ClientWebSocketResponse:
+    async def _dial(
+        self, timeout: float, heartbeat: float | None
+    ) -> aiohttp.ClientWebSocketResponse:
         return await connect(
             self._ensure_session(),
             self._endpoint,
             api_key=self._api_key,
             timeout=timeout,
             max_msg_size=MAX_MESSAGE_BYTES,
-            heartbeat=HEARTBEAT_S,
+            heartbeat=heartbeat,
         )
 
     def prewarm(self) -> None:

@@ -41,7 +41,7 @@ from ._orpheus import (
     prompt_limit,
     split_prompt,
 )
-from ._spare_socket import HEARTBEAT_S, SpareSocket
+from ._spare_socket import SpareSocket
 from ._websocket import connect, failure_of
 from .log import logger
 from .models import TTSModels, TTSVoices
@@ -169,14 +169,16 @@ class TTS(tts.TTS[None]):
             self._session = utils.http_context.http_session()
         return self._session
 
-    async def _dial(self, timeout: float) -> aiohttp.ClientWebSocketResponse:
+    async def _dial(
+        self, timeout: float, heartbeat: float | None
+    ) -> aiohttp.ClientWebSocketResponse:
         return await connect(
             self._ensure_session(),
             self._endpoint,
             api_key=self._api_key,
             timeout=timeout,
             max_msg_size=MAX_MESSAGE_BYTES,
-            heartbeat=HEARTBEAT_S,
+            heartbeat=heartbeat,
         )
 
     def prewarm(self) -> None:
