@@ -74,6 +74,42 @@ async def paced(stream: stt.SpeechStream, seconds: float) -> None:
         await asyncio.sleep(0.2)
 
 
+async def test_the_bed_delays_each_way_in_order_and_caps_the_bandwidth() -> None:
+    echoed = asyncio.Event()
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+        echoed.set()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    proxy = await WanProxy(port, Link(delay_s=0.04, jitter_s=0.01, bandwidth=200_000)).start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(b"x")
+        start = time.monotonic()
+        assert await reader.readexactly(1) == b"x"
+        # The TCP handshake's round trip, then one each way, each at least 40 - 10 ms.
+        assert time.monotonic() - start >= 2 * 0.03 + 0.06
+        payload = bytes(range(256)) * 400  # 100 kB: half a second at 200 kB/s
+        start = time.monotonic()
+        for i in range(0, len(payload), 1000):  # many chunks, each with its own jitter
+            writer.write(payload[i : i + 1000])
+        assert await reader.readexactly(len(payload)) == payload  # in order
+        assert time.monotonic() - start >= 0.5
+        writer.write_eof()  # the end travels through too, and the echo server ends
+        assert await reader.read() == b""
+        await asyncio.wait_for(echoed.wait(), 5)
+        writer.close()
+    finally:
+        await proxy.close()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_tts_and_stt_over_80ms_with_jitter_lose_and_reorder_nothing(
     orpheus: FakeOrpheusServer, whisper: FakeWhisperServer, http: aiohttp.ClientSession
 ) -> None:
