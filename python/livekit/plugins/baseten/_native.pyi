@@ -23,6 +23,7 @@ __all__ = [
     "mulaw_decode",
     "mulaw_encode",
     "parse_message",
+    "reseed_masks",
 ]
 
 @final
