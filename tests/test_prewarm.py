@@ -7,11 +7,12 @@ LiveKit's connection metrics."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from livekit.agents import APIConnectOptions, stt
+from livekit.agents import APIConnectionError, APIConnectOptions, stt
 from livekit.agents.metrics import STTMetrics, TTSMetrics
 from livekit.plugins import baseten
 from livekit.plugins.baseten._spare_socket import SpareSocket
@@ -214,3 +215,33 @@ async def test_prewarm_then_close_leaves_nothing_running(
     engine.prewarm()  # after aclose: nothing is dialled
     tasks = {t for t in asyncio.all_tasks() if t.get_name() == "baseten.SpareSocket"}
     assert tasks == set() or all(t.done() for t in tasks)
+
+
+async def test_a_session_closed_under_a_prewarmed_tts_ends_its_spare_quietly(
+    server: FakeOrpheusServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As a LiveKit job ends: the job's HTTP session closes while the TTS still holds a spare.
+    http = aiohttp.ClientSession()
+    engine = baseten.TTS(api_key=KEY, model_endpoint=server.ws_url, http_session=http)
+    engine.prewarm()
+    spare = engine._spare
+    assert spare is not None
+    await asyncio.wait_for(spare._dialled.wait(), 5)
+    with caplog.at_level(logging.WARNING, logger="livekit.plugins.baseten"):
+        await http.close()
+
+        async def keepers_end() -> None:
+            while spare._keeper is not None and not spare._keeper.done():
+                await asyncio.wait({spare._keeper})
+
+        # The spare dies with its session; the one redial finds the session closed and stops.
+        await asyncio.wait_for(keepers_end(), 10)
+    assert server.attempts == 1
+    assert caplog.records == []
+    # A synthesis on the closed session fails at once, with a typed error.
+    stream = engine.stream(conn_options=APIConnectOptions(max_retry=0))
+    stream.push_text("too late")
+    stream.end_input()
+    with pytest.raises(APIConnectionError, match="session is closed"):
+        await stream_audio(stream)
+    await engine.aclose()

@@ -22,6 +22,7 @@ no watch, hence this.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -151,7 +152,10 @@ class SpareSocket:
         try:
             ws = await self._dial(DIAL_TIMEOUT_S, HEARTBEAT_S)
         except APIError as e:
-            logger.warning("could not dial a spare Baseten connection: %s", e)
+            # What will not go away (a closed session as a job ends, a refused key) is for the
+            # stream that dials next to report; a network failure may explain a slow start.
+            level = logging.WARNING if e.retryable else logging.DEBUG
+            logger.log(level, "could not dial a spare Baseten connection: %s", e)
             self._dialled.set()
             return
         self._spare = ws
