@@ -4,7 +4,7 @@
 
 Orpheus speaks one utterance per socket and the server closes it afterwards, so sockets are
 never reused; what can be saved is the handshake (one to three round trips across the
-internet). A `SpareSocket` keeps at most one connected, unused socket: a stream `take()`s it
+internet). A `SpareSocket` keeps at most one connected, unused socket: a stream acquires it
 (or, when there is none, dials its own) and, for the TTS, a new spare is dialled at once.
 
 While it waits, a spare is watched: anything the server sends an unused socket (a close, a
@@ -45,7 +45,7 @@ MAX_IDLE_S = 30.0
 # A spare pings after this long without data from the server; no pong within half of it and
 # it is dead. A partition is noticed within 1.5 x this on an idle spare.
 HEARTBEAT_S = 5.0
-# Spares that died unused, one after another, before dialling stops until the next take() or
+# Spares that died unused, one after another, before dialling stops until the next acquire() or
 # prewarm(): a server that closes every idle socket must not be redialled in a loop.
 MAX_DEATHS = 3
 
