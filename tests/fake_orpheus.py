@@ -68,6 +68,7 @@ class OrpheusBehaviour:
     faulty_attempts: int = 0  # reject_status and cut_after_bytes spare attempts after the Nth
     endless_error_body: bool = False  # predict: the error body never ends
     frames: list[str | bytes] | None = None  # WebSocket: sent after __END__ instead of speech
+    drop_idle: int = 0  # WebSocket: close the first N sockets right after their handshake
 
 
 @dataclass
@@ -83,6 +84,7 @@ class FakeOrpheusServer:
         self.behaviour = OrpheusBehaviour()
         self.sessions: list[OrpheusSession] = []
         self.attempts = 0
+        self.dropped = 0  # sockets closed by drop_idle
         self.attempt_times: list[float] = []  # time.monotonic() of each attempt
         self.progress = Progress()
         self._runner: web.AppRunner | None = None
@@ -122,6 +124,11 @@ class FakeOrpheusServer:
             return web.Response(status=b.reject_status, text=b.error_body)
         ws = web.WebSocketResponse()
         await ws.prepare(request)
+        if self.attempts <= b.drop_idle:
+            self.dropped += 1
+            await ws.close(code=1001)  # "going away", as a server restarting or shedding load
+            self.progress.notify()
+            return ws
         session = OrpheusSession(headers=dict(request.headers))
         self.sessions.append(session)
         words: list[str] = []

@@ -187,6 +187,10 @@ class CuttableProxy:
             self._open.discard(pair)
             for w in pair:
                 w.close()
+        except asyncio.CancelledError:
+            # close(): ended here, not cancelled, or asyncio's server callback, which asks the
+            # task for its exception, logs the cancellation as an error.
+            pass
         finally:
             self._tasks.discard(task)
 

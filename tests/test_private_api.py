@@ -75,6 +75,17 @@ async def test_websocket_writer_protocol_pauses_and_drains_with_the_transport(
     await asyncio.wait_for(waiter, 1)
 
 
+async def test_websocket_heartbeat_is_cancelled_and_stays_off(
+    http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse
+) -> None:
+    async with http.ws_connect(ws._response.url, heartbeat=30.0) as beating:
+        assert beating._heartbeat == 30.0 and beating._heartbeat_cb is not None
+        _private_api.stop_heartbeat(beating)
+        assert beating._heartbeat is None and beating._heartbeat_cb is None
+        beating._reset_heartbeat()  # what data received calls: no new ping is scheduled
+        assert beating._heartbeat_cb is None
+
+
 async def test_recognize_stream_input_checks_raise_after_end_and_close(
     http: aiohttp.ClientSession,
 ) -> None:

@@ -47,6 +47,18 @@ pub fn random_mask() -> [u8; 4] {
     fastrand::u32(..).to_ne_bytes()
 }
 
+/// Gives the calling thread's masking-key generator a new seed, unique to this process. A
+/// forked child inherits its parent's generator state, and would otherwise send the very
+/// keys its parent and every sibling send; it calls this once, right after the fork.
+pub fn reseed_masks() {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    std::process::id().hash(&mut hasher);
+    std::time::Instant::now().hash(&mut hasher);
+    fastrand::u64(..).hash(&mut hasher);
+    fastrand::seed(hasher.finish());
+}
+
 /// Writes `payload` as one final, masked binary frame into `out`, which must hold exactly
 /// [`client_frame_len`]`(payload.len())` bytes.
 pub fn write_binary_frame(payload: &[u8], mask: [u8; 4], out: &mut [u8]) -> Result<(), AudioError> {
@@ -220,6 +232,16 @@ mod tests {
         let mut empty = b"x".to_vec();
         assert_eq!(frame_payloads_in_place(&mut empty, 1, 1024, random_mask), 0);
         assert_eq!(empty, b"x");
+    }
+
+    #[test]
+    fn reseeding_changes_the_keys_to_come() {
+        fastrand::seed(7);
+        let before: Vec<[u8; 4]> = (0..4).map(|_| random_mask()).collect();
+        fastrand::seed(7);
+        reseed_masks();
+        let after: Vec<[u8; 4]> = (0..4).map(|_| random_mask()).collect();
+        assert_ne!(before, after);
     }
 
     proptest! {

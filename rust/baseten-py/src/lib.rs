@@ -362,6 +362,12 @@ impl Rebuffer {
     }
 }
 
+/// Reseeds the calling thread's WebSocket masking-key generator: for a process just forked.
+#[pyfunction]
+fn reseed_masks() {
+    baseten_core::websocket::reseed_masks();
+}
+
 /// Encodes little-endian int16 PCM as mu-law.
 #[pyfunction]
 #[pyo3(signature = (pcm, flavour = "g711"))]
@@ -708,7 +714,7 @@ mod _native {
     #[pymodule_export]
     use super::{
         mulaw_decode, mulaw_encode, parse_message, qwen3_language_code, qwen3_language_name,
-        AppendPipeline, EndAudio, HealthCheck, Rebuffer, SendPipeline, ServerError, Transcription,
-        UnknownMessage,
+        reseed_masks, AppendPipeline, EndAudio, HealthCheck, Rebuffer, SendPipeline, ServerError,
+        Transcription, UnknownMessage,
     };
 }

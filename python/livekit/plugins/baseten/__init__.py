@@ -5,8 +5,11 @@
 The per-stream audio and transcript hot paths run in a Rust extension (`_native`).
 """
 
+import os
+
 from livekit.agents import Plugin
 
+from . import _native
 from ._voices import list_voices, register_voice
 from .llm import LLM
 from .log import logger
@@ -38,6 +41,9 @@ class BasetenPlugin(Plugin):
 
 
 Plugin.register_plugin(BasetenPlugin())
+# LiveKit's job processes are forked (from a forkserver, or the worker itself): each must draw
+# its own WebSocket masking keys, not continue its parent's sequence as its siblings do.
+os.register_at_fork(after_in_child=_native.reseed_masks)
 
 # Cleanup docs of unexported modules
 _module = dir()

@@ -26,6 +26,7 @@ __all__ = [
     "parse_message",
     "qwen3_language_code",
     "qwen3_language_name",
+    "reseed_masks",
 ]
 
 @final
@@ -133,6 +134,10 @@ class Rebuffer:
         """Returns the complete samples left as one last frame (zero-padded when `pad`); a
         trailing partial sample stays buffered."""
     def clear(self) -> None: ...
+
+def reseed_masks() -> None:
+    """Reseeds this thread's WebSocket masking-key generator (in a process just forked, which
+    would otherwise send the keys its parent sends)."""
 
 def mulaw_encode(pcm: Buffer, flavour: Literal["g711", "continuous"] = "g711") -> bytes:
     """int16 little-endian PCM -> mu-law; "g711" is bit-exact with `audioop.lin2ulaw(pcm, 2)`."""

@@ -60,6 +60,16 @@ async def wait_until_writable(protocol: WriteFlowControl) -> None:
     await protocol._drain_helper()
 
 
+def stop_heartbeat(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """Turns aiohttp's heartbeat off on a connected WebSocket (`_heartbeat`,
+    `_cancel_heartbeat`): the watch over a spare socket, which the stream that takes it
+    replaces with deadlines of its own."""
+    if not hasattr(ws, "_heartbeat") or not hasattr(ws, "_cancel_heartbeat"):
+        raise RuntimeError(f"aiohttp {aiohttp.__version__} hides the WebSocket's heartbeat")
+    ws._heartbeat = None
+    ws._cancel_heartbeat()
+
+
 def check_input_open(stream: stt.RecognizeStream) -> None:
     """Raises the base class's own RuntimeError for input after `end_input()` or `aclose()`
     (`_check_input_not_ended`, `_check_not_closed`)."""

@@ -26,17 +26,24 @@ async def connect(
     api_key: str,
     timeout: float,
     max_msg_size: int,
+    heartbeat: float | None = None,
 ) -> aiohttp.ClientWebSocketResponse:
     """Opens `url` with Baseten's `Authorization: Api-Key` header, TLS verified.
 
     Raises `APIStatusError` with the HTTP status when the handshake is refused (401, 403 and
     404 are not retryable; 429 and 5xx are), `APITimeoutError` after `timeout` seconds, a
     retryable `APIConnectionError` for network failures and a non-retryable one for a
-    certificate that fails verification. The errors are raised outside the
+    certificate that fails verification or a session already closed. With `heartbeat`, the
+    socket pings after that many seconds without data from the server and fails when no pong
+    follows within half of it (aiohttp's heartbeat). The errors are raised outside the
     `except` blocks, so they carry no `__context__`: aiohttp's exceptions hold the request
     headers, and with them the API key.
     """
     error: APIError
+    if session.closed:  # a job that ended, or a session closed under a live engine
+        raise APIConnectionError(
+            f"cannot connect to {url}: the HTTP session is closed", retryable=False
+        )
     try:
         # Not asyncio.wait_for, which before Python 3.12 can swallow a cancellation that
         # arrives as the connection completes.
@@ -45,6 +52,7 @@ async def connect(
                 url,
                 headers={"Authorization": f"Api-Key {api_key}"},
                 max_msg_size=max_msg_size,
+                heartbeat=heartbeat,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT_S),
             )
     except aiohttp.ClientConnectorCertificateError as e:

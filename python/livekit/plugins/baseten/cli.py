@@ -14,7 +14,7 @@ import os
 import time
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, get_args
 
@@ -365,6 +365,12 @@ def turn(
     tts_endpoint: Annotated[str | None, typer.Option(help="Orpheus endpoint.")] = None,
     tts_model_id: Annotated[str | None, typer.Option(help="Baseten Orpheus model id.")] = None,
     llm_model: Annotated[str | None, typer.Option(help="Baseten Model APIs model id.")] = None,
+    llm_base_url: Annotated[
+        str | None, typer.Option(help="Another OpenAI-compatible API for the LLM.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The outcome as one JSON object.")
+    ] = False,
 ) -> None:
     """One voice turn through a LiveKit AgentSession: baseten STT -> LLM -> TTS."""
     from ._endpoint import TRUSS_WS_URL
@@ -380,8 +386,9 @@ def turn(
             aiohttp.ClientSession() as http,
         ):
             llm_kwargs: dict[str, Any] = {"api_key": ep.api_key}
-            if ep.llm_base_url:
-                llm_kwargs.update(base_url=ep.llm_base_url, model="local-stand-in")
+            if llm_base_url or ep.llm_base_url:
+                base_url = llm_base_url or ep.llm_base_url
+                llm_kwargs.update(base_url=base_url, model=llm_model or "local-stand-in")
             elif llm_model:
                 llm_kwargs["model"] = llm_model
             result = await run_turn(
@@ -394,6 +401,11 @@ def turn(
         if result.errors:
             raise CliError("; ".join(result.errors))
         write_wav(output, result.audio, result.sample_rate)
+        if as_json:
+            outcome = asdict(result)
+            del outcome["audio"]  # in the WAV file
+            print(json.dumps(outcome))
+            return
         table = Table(show_header=False)
         table.add_row("user said", result.transcript)
         table.add_row("agent replied", result.reply)
@@ -404,6 +416,7 @@ def turn(
             ("STT final latency", result.stt_final_latency_s),
             ("LLM time to first token", result.llm_ttft_s),
             ("TTS time to first byte", result.tts_ttfb_s),
+            ("end of question -> first reply audio", result.end_to_end_s),
         ):
             table.add_row(name, f"{value * 1000:.0f} ms" if value is not None else "n/a")
         out.print(table)

@@ -44,6 +44,7 @@ from ._endpoint import CHAIN_WS_URL, TRUSS_WS_URL, resolve_api_key, resolve_endp
 from ._frame_writer import FrameWriter, Wakeup
 from ._private_api import audio_frame_buffer, check_input_open, retry_interval
 from ._stt_wire import WIRES, Pipeline
+from ._spare_socket import SpareSocket
 from ._transcript_events import TranscriptEvents, joined
 from ._websocket import as_api_error, connect, failure_of
 from ._whisper_protocol import (
@@ -211,6 +212,8 @@ class STT(stt.STT[None]):
         )
         self._session = http_session
         self._streams: weakref.WeakSet[SpeechStream] = weakref.WeakSet()
+        # Dialled by prewarm() for the first stream: later ones keep their sockets for long.
+        self._spare = SpareSocket(self._dial, refill=False)
 
     @property
     def model(self) -> str:
@@ -231,6 +234,24 @@ class STT(stt.STT[None]):
             self._session = utils.http_context.http_session()
         return self._session
 
+    async def _dial(
+        self, timeout: float, heartbeat: float | None
+    ) -> aiohttp.ClientWebSocketResponse:
+        return await connect(
+            self._ensure_session(),
+            self._endpoint,
+            api_key=self._api_key,
+            timeout=timeout,
+            max_msg_size=MAX_MESSAGE_BYTES,
+            heartbeat=heartbeat,
+        )
+
+    def prewarm(self) -> None:
+        """Dials the WebSocket the next stream will use, in the background (LiveKit's
+        AgentSession calls this as the agent starts). Needs a running event loop; failures are
+        logged, and the stream then connects by itself."""
+        self._spare.prewarm()
+
     def stream(
         self,
         *,
@@ -244,9 +265,8 @@ class STT(stt.STT[None]):
             stt=self,
             opts=opts,
             conn_options=conn_options,
-            api_key=self._api_key,
             model_endpoint=self._endpoint,
-            http_session=self._ensure_session(),
+            spare=self._spare,
         )
         self._streams.add(stream)
         return stream
@@ -291,6 +311,7 @@ class STT(stt.STT[None]):
 
     async def aclose(self) -> None:
         await asyncio.gather(*(s.aclose() for s in list(self._streams)))
+        await self._spare.aclose()
         await super().aclose()
 
 
@@ -327,17 +348,15 @@ class SpeechStream(stt.SpeechStream):
         stt: STT,
         opts: STTOptions,
         conn_options: APIConnectOptions,
-        api_key: str,
         model_endpoint: str,
-        http_session: aiohttp.ClientSession,
+        spare: SpareSocket,
     ) -> None:
         # No sample_rate for the base class: the Rust pipeline resamples, not LiveKit's FFI.
         super().__init__(stt=stt, conn_options=conn_options)
         self._opts = opts
         self._wire = wire = WIRES[opts.model]
-        self._api_key = api_key
         self._endpoint = model_endpoint
-        self._session = http_session
+        self._spare = spare  # where connections come from: dialled ahead or on demand
         self._pipeline: Pipeline | None = None
         self._ledger = AudioLedger(
             max_frames=round(MAX_BUFFERED_AUDIO_S / wire.frame_seconds),
@@ -480,13 +499,9 @@ class SpeechStream(stt.SpeechStream):
             await asyncio.sleep(delay)
 
     async def _run_connection(self) -> _End:
-        ws = await connect(
-            self._session,
-            self._endpoint,
-            api_key=self._api_key,
-            timeout=self._conn_options.timeout,
-            max_msg_size=MAX_MESSAGE_BYTES,
-        )
+        acquired = await self._spare.acquire(self._conn_options.timeout)
+        self._report_connection_acquired(acquired.acquire_time, acquired.reused)
+        ws = acquired.ws
         sender: asyncio.Task[None] | None = None
         receiver: asyncio.Task[_End] | None = None
         try:

@@ -43,7 +43,9 @@ from ._orpheus import (
     split_prompt,
 )
 from ._qwen3_tts import Qwen3Backend, Qwen3Options, Qwen3SynthesizeStream, load_ref_audio
+from ._spare_socket import SpareSocket
 from ._websocket import connect, failure_of
+from .log import logger
 from .models import TTSModels, TTSVoices
 
 TRUSS_PREDICT_URL = "https://model-{model_id}.api.baseten.co/environments/production/predict"
@@ -137,6 +139,8 @@ class TTS(tts.TTS[None]):
                 ``aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_context))``.
         """
         self._qwen3: Qwen3Backend | None = None
+        self._spare: SpareSocket | None = None  # Orpheus WebSocket's socket dialled ahead
+        self._warming: asyncio.Task[None] | None = None  # Orpheus predict's prewarm
         self._session = http_session
         self._streams: weakref.WeakSet[tts.SynthesizeStream] = weakref.WeakSet()
         if model == "qwen3-tts":
@@ -229,6 +233,8 @@ class TTS(tts.TTS[None]):
             buffer_size=buffer_size if is_given(buffer_size) else DEFAULT_BUFFER_SIZE,
         )
         _check_options(self._opts)
+        # One socket per utterance: the next one is dialled while the current one speaks.
+        self._spare = SpareSocket(self._dial, refill=True) if streaming else None
         # Predict takes whole text: stream() synthesizes sentence by sentence, as LiveKit's
         # StreamAdapter does for every non-streaming TTS. One adapter: each registers itself.
         self._adapter = (
@@ -253,6 +259,45 @@ class TTS(tts.TTS[None]):
         if self._session is None:
             self._session = utils.http_context.http_session()
         return self._session
+
+    async def _dial(
+        self, timeout: float, heartbeat: float | None
+    ) -> aiohttp.ClientWebSocketResponse:
+        return await connect(
+            self._ensure_session(),
+            self._endpoint,
+            api_key=self._api_key,
+            timeout=timeout,
+            max_msg_size=MAX_MESSAGE_BYTES,
+            heartbeat=heartbeat,
+        )
+
+    def prewarm(self) -> None:
+        """Opens the connection the next synthesis will use, in the background (LiveKit's
+        AgentSession calls this as the agent starts): a WebSocket dialled ahead for
+        ``wss://`` endpoints, a kept-alive HTTP connection for predict. Needs a running event
+        loop; failures are logged, and the synthesis then connects by itself. Qwen3-TTS: opens
+        and configures its warm socket."""
+        if self._qwen3 is not None:
+            self._qwen3.prewarm(DEFAULT_API_CONNECT_OPTIONS.timeout)
+        elif self._spare is not None:
+            self._spare.prewarm()
+        elif self._warming is None or self._warming.done():
+            self._warming = asyncio.create_task(self._warm_http(), name="baseten.TTS.prewarm")
+
+    async def _warm_http(self) -> None:
+        """A HEAD request to the predict endpoint: the answer does not matter (often 405), the
+        TCP and TLS connection it leaves in the session's keep-alive pool does."""
+        try:
+            async with self._ensure_session().head(
+                self._endpoint,
+                headers={"Authorization": f"Api-Key {self._api_key}"},
+                timeout=aiohttp.ClientTimeout(total=DEFAULT_API_CONNECT_OPTIONS.timeout),
+            ):
+                pass
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            # Not the exception itself: aiohttp's carry the request headers.
+            logger.warning("could not prewarm %s: %s", self._endpoint, type(e).__name__)
 
     def update_options(
         self,
@@ -321,15 +366,14 @@ class TTS(tts.TTS[None]):
         self._streams.add(stream)
         return stream
 
-    def prewarm(self) -> None:
-        """Qwen3-TTS: opens and configures the warm socket in the background."""
-        if self._qwen3 is not None:
-            self._qwen3.prewarm(DEFAULT_API_CONNECT_OPTIONS.timeout)
-
     async def aclose(self) -> None:
         await asyncio.gather(*(s.aclose() for s in list(self._streams)))
         if self._qwen3 is not None:
             await self._qwen3.aclose()  # ends the warm socket's session
+        if self._spare is not None:
+            await self._spare.aclose()
+        if self._warming is not None:
+            await utils.aio.cancel_and_wait(self._warming)
 
 
 class ChunkedStream(tts.ChunkedStream):
@@ -412,14 +456,13 @@ class SynthesizeStream(tts.SynthesizeStream):
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         request_id = _start(output_emitter, stream=True)
-        # Connect before the first text arrives: the handshake overlaps the LLM's first tokens.
-        ws = await connect(
-            self._tts._ensure_session(),
-            self._tts._endpoint,
-            api_key=self._tts._api_key,
-            timeout=self._conn_options.timeout,
-            max_msg_size=MAX_MESSAGE_BYTES,
-        )
+        # Before the first text arrives: the spare dialled ahead, or a handshake that overlaps
+        # the LLM's first tokens.
+        assert self._tts._spare is not None
+        acquired = await self._tts._spare.acquire(self._conn_options.timeout)
+        ws = acquired.ws
+        self._acquire_time = acquired.acquire_time
+        self._connection_reused = acquired.reused
         turn = _Turn(last_message_at=time.monotonic())
         sender = asyncio.create_task(self._send(ws, turn), name="baseten.TTS.send")
         receiver = asyncio.create_task(

@@ -7,6 +7,7 @@ the timings."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,8 @@ class TurnResult:
     stt_final_latency_s: float | None = None  # end of speech -> final transcript
     llm_ttft_s: float | None = None
     tts_ttfb_s: float | None = None
+    # The end of the question's audio -> the reply's first audio, as the user hears it.
+    end_to_end_s: float | None = None
     errors: list[str] = field(default_factory=list)
 
 
@@ -40,6 +43,7 @@ class _Microphone(io.AudioInput):
         self._step = sample_rate * FRAME_MS // 1000 * 2
         self._offset = 0
         self._next_at: float | None = None
+        self.ended_at: float | None = None  # when the question's last frame was delivered
 
     async def __anext__(self) -> rtc.AudioFrame:
         loop = asyncio.get_running_loop()
@@ -49,6 +53,8 @@ class _Microphone(io.AudioInput):
         self._next_at += FRAME_MS / 1000
         chunk = self._pcm[self._offset : self._offset + self._step]
         self._offset += self._step
+        if self.ended_at is None and self._offset >= len(self._pcm):
+            self.ended_at = time.monotonic()
         chunk = chunk.ljust(self._step, b"\0")  # after the question: silence
         return rtc.AudioFrame(chunk, self._rate, 1, self._step // 2)
 
@@ -63,9 +69,12 @@ class _Speaker(io.AudioOutput):
         self.pcm = bytearray()
         self.rate = 24000
         self._pushed = 0.0
+        self.first_audio_at: float | None = None
 
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
         await super().capture_frame(frame)
+        if self.first_audio_at is None:
+            self.first_audio_at = time.monotonic()
         self.rate = frame.sample_rate
         self.pcm += frame.data.tobytes()
         self._pushed += frame.duration
@@ -124,7 +133,8 @@ async def run_turn(
     def _on_error(ev: ErrorEvent) -> None:
         result.errors.append(str(ev.error))
 
-    session.input.audio = _Microphone(question, sample_rate)
+    microphone = _Microphone(question, sample_rate)
+    session.input.audio = microphone
     session.output.audio = speaker
     await session.start(agent=Agent(instructions=INSTRUCTIONS), record=False)
     try:
@@ -132,4 +142,6 @@ async def run_turn(
     finally:
         await session.aclose()
     result.audio, result.sample_rate = bytes(speaker.pcm), speaker.rate
+    if microphone.ended_at is not None and speaker.first_audio_at is not None:
+        result.end_to_end_s = speaker.first_audio_at - microphone.ended_at
     return result
