@@ -43,8 +43,8 @@ from ._audio_ledger import AudioLedger
 from ._endpoint import CHAIN_WS_URL, TRUSS_WS_URL, resolve_api_key, resolve_endpoint
 from ._frame_writer import FrameWriter, Wakeup
 from ._private_api import audio_frame_buffer, check_input_open, retry_interval
-from ._stt_wire import WIRES, Pipeline
 from ._spare_socket import SpareSocket
+from ._stt_wire import WIRES, Pipeline
 from ._transcript_events import TranscriptEvents, joined
 from ._websocket import as_api_error, connect, failure_of
 from ._whisper_protocol import (
