@@ -174,15 +174,9 @@ impl SendPipeline {
         sample_rate: Option<u32>,
         channels: Option<u32>,
     ) -> PyResult<Bound<'py, PyList>> {
-        match (sample_rate, channels) {
-            (Some(rate), Some(channels)) => {
-                self.inner.check_format(rate, channels).map_err(value_error)?
-            }
-            (None, None) => {}
-            _ => {
-                return Err(PyValueError::new_err("give both sample_rate and channels, or neither"))
-            }
-        }
+        check_format(sample_rate, channels, |rate, channels| {
+            self.inner.check_format(rate, channels)
+        })?;
         let pcm = Pcm::extract(pcm)?;
         let inner = &mut self.inner;
         let frame_len = inner.frame_len();
@@ -278,15 +272,9 @@ impl AppendPipeline {
         sample_rate: Option<u32>,
         channels: Option<u32>,
     ) -> PyResult<Bound<'py, PyList>> {
-        match (sample_rate, channels) {
-            (Some(rate), Some(channels)) => {
-                self.inner.check_format(rate, channels).map_err(value_error)?
-            }
-            (None, None) => {}
-            _ => {
-                return Err(PyValueError::new_err("give both sample_rate and channels, or neither"))
-            }
-        }
+        check_format(sample_rate, channels, |rate, channels| {
+            self.inner.check_format(rate, channels)
+        })?;
         let pcm = Pcm::extract(pcm)?;
         self.messages(py, |inner, out| pcm.with_slice(|data| inner.push(data, out)))
     }
@@ -366,6 +354,20 @@ impl Rebuffer {
 #[pyfunction]
 fn reseed_masks() {
     baseten_core::websocket::reseed_masks();
+}
+
+/// Checks a push's declared format with `check` when it gives both rate and channels; a
+/// push that gives one without the other is refused.
+fn check_format(
+    sample_rate: Option<u32>,
+    channels: Option<u32>,
+    check: impl FnOnce(u32, u32) -> Result<(), AudioError>,
+) -> PyResult<()> {
+    match (sample_rate, channels) {
+        (Some(rate), Some(channels)) => check(rate, channels).map_err(value_error),
+        (None, None) => Ok(()),
+        _ => Err(PyValueError::new_err("give both sample_rate and channels, or neither")),
+    }
 }
 
 /// Encodes little-endian int16 PCM as mu-law.
