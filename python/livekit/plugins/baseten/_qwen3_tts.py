@@ -26,7 +26,6 @@ from livekit.agents import (
     APIConnectOptions,
     APIError,
     APIStatusError,
-    APITimeoutError,
     tts,
     utils,
 )
@@ -34,6 +33,7 @@ from livekit.agents.types import NotGivenOr, TimedString
 from livekit.agents.utils import is_given
 
 from ._qwen3_socket import Qwen3Socket, WarmSlot
+from ._synthesis import supervise
 from ._websocket import connect
 from .log import logger
 
@@ -302,7 +302,13 @@ class Qwen3SynthesizeStream(tts.SynthesizeStream):
                 name="baseten.TTS.qwen3.recv",
             )
             try:
-                if await self._supervise(turn, sender, receiver):
+                if await supervise(
+                    turn,
+                    sender,
+                    receiver,
+                    timeout=self._conn_options.timeout,
+                    server="Baseten Qwen3-TTS",
+                ):
                     output_emitter.end_segment()
                 clean = True
             finally:
@@ -325,35 +331,6 @@ class Qwen3SynthesizeStream(tts.SynthesizeStream):
             await self._backend.release(sock, reusable=clean)
         if lost is not None:
             raise lost  # outside the except block: no aiohttp exception chained to it
-
-    async def _supervise(
-        self, turn: _Turn, sender: asyncio.Task[bool], receiver: asyncio.Task[None]
-    ) -> bool:
-        """Waits for the synthesis; returns whether there was text (and so a segment). Once
-        input.done is out, the server must keep sending within the timeout (no deadline
-        before: the LLM sets the pace of the text)."""
-        timeout = self._conn_options.timeout
-        pending: set[asyncio.Task[Any]] = {sender, receiver}
-        while True:
-            wait = None
-            if turn.ended_at is not None:
-                deadline = max(turn.ended_at, turn.last_message_at) + timeout
-                wait = max(deadline - time.monotonic(), 0.0)
-            done, pending = await asyncio.wait(
-                pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in done:
-                if (error := task.exception()) is not None:
-                    raise error
-            if sender in done and not sender.result():
-                return False  # no text: nothing synthesized, no segment
-            if receiver in done:
-                return True
-            if not done and turn.ended_at is not None:
-                if time.monotonic() >= max(turn.ended_at, turn.last_message_at) + timeout:
-                    raise APITimeoutError(
-                        f"Baseten Qwen3-TTS sent nothing for {timeout:g}s after the end of the text"
-                    )
 
     async def _send(self, sock: Qwen3Socket, turn: _Turn) -> bool:
         """Sends the text; returns whether there was any."""

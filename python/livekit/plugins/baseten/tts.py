@@ -44,6 +44,7 @@ from ._orpheus import (
 )
 from ._qwen3_tts import Qwen3Backend, Qwen3Options, Qwen3SynthesizeStream, load_ref_audio
 from ._spare_socket import SpareSocket
+from ._synthesis import supervise
 from ._websocket import connect, failure_of
 from .log import logger
 from .models import TTSModels, TTSVoices
@@ -469,7 +470,14 @@ class SynthesizeStream(tts.SynthesizeStream):
             self._receive(ws, turn, output_emitter, request_id), name="baseten.TTS.recv"
         )
         try:
-            if await self._supervise(turn, sender, receiver):
+            if await supervise(
+                turn,
+                sender,
+                receiver,
+                timeout=self._conn_options.timeout,
+                server="Baseten TTS",
+                api_error=_api_error,
+            ):
                 output_emitter.end_segment()
         except APIError as e:
             # After audio reached the listener a retry would say it twice.
@@ -485,35 +493,6 @@ class SynthesizeStream(tts.SynthesizeStream):
                         task.exception()
             finally:
                 await ws.close()
-
-    async def _supervise(
-        self, turn: _Turn, sender: asyncio.Task[bool], receiver: asyncio.Task[None]
-    ) -> bool:
-        """Waits for the synthesis; returns whether there was text (and so a segment). Owns
-        the deadline: once __END__ is out, the server must keep talking or close within the
-        timeout. (No deadline before that: the LLM sets the pace of the text.)"""
-        timeout = self._conn_options.timeout
-        pending: set[asyncio.Task[Any]] = {sender, receiver}
-        while True:
-            wait = None
-            if turn.ended_at is not None:
-                deadline = max(turn.ended_at, turn.last_message_at) + timeout
-                wait = max(deadline - time.monotonic(), 0.0)
-            done, pending = await asyncio.wait(
-                pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in done:
-                if (error := task.exception()) is not None:
-                    raise _api_error(error)
-            if sender in done and not sender.result():
-                return False  # no text at all: nothing to synthesize, no segment
-            if receiver in done:
-                return True
-            if not done and turn.ended_at is not None:
-                if time.monotonic() >= max(turn.ended_at, turn.last_message_at) + timeout:
-                    raise APITimeoutError(
-                        f"Baseten TTS sent nothing for {timeout:g}s after the end of the text"
-                    )
 
     async def _send(self, ws: aiohttp.ClientWebSocketResponse, turn: _Turn) -> bool:
         """Sends the words; returns whether there was any text."""
