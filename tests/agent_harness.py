@@ -211,6 +211,7 @@ class Record:
 
     user_turns: list[UserTurn] = field(default_factory=list)
     agent_replies: list[str] = field(default_factory=list)
+    final_ends: list[float] = field(default_factory=list)  # each final's end_time, as given
     errors: list[str] = field(default_factory=list)
     progress: Progress = field(default_factory=Progress)
 

@@ -449,3 +449,7 @@ def error_message(error_type: str, text: str, recoverable: bool) -> dict[str, An
             "timestamp": 0.0,
         },
     }
+
+
+# How long after an utterance's audio the listening server sends its final.
+ENDPOINTING_S = _Listener.SILENCE_FRAMES * FRAME_SECONDS
