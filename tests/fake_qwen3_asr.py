@@ -306,3 +306,8 @@ def transcription(
         "segments": [segment] if words else [],
         "language_code": language,
     }
+
+
+# How long after an utterance's last sound its final goes out: the silence that ends it, and
+# the chunk the sound ended in.
+ENDPOINTING_S = (_Recogniser.SILENCE_CHUNKS + 1) * CHUNK_SECONDS

@@ -2,8 +2,9 @@
 
 """The plugin inside a LiveKit `AgentSession`, as a voice agent runs it: real speech (eSpeak NG
 through the local server's Orpheus) into the session's microphone in real time, our STT on a
-Whisper server that transcribes exactly (tests/fake_whisper.py, listening mode), our TTS and LLM
-on the local server. Turns ended by the STT and by the VAD, an interruption while the agent
+Whisper or Qwen3-ASR server that transcribes exactly (tests/fake_whisper.py,
+tests/fake_qwen3_asr.py, listening mode), our TTS (Orpheus or Qwen3-TTS) and LLM on the local
+server. Turns ended by the STT and by the VAD, an interruption while the agent
 speaks, an agent handoff (a new STT stream with a large `start_time_offset`), an STT
 reconnection in the middle of a turn, a ten-minute session, and Qwen3-TTS replies whose
 transcripts are the TTS's word alignment. What is checked is what LiveKit
@@ -40,15 +41,22 @@ from .agent_harness import (
     Speech,
     Transcript,
 )
+from .fake_qwen3_asr import ENDPOINTING_S as QWEN3_ENDPOINTING_S
 from .fake_qwen3_asr import FakeQwen3AsrServer
 from .fake_tcp import CuttableProxy
-from .fake_whisper import ENDPOINTING_S, FakeWhisperServer
+from .fake_whisper import ENDPOINTING_S as WHISPER_ENDPOINTING_S
+from .fake_whisper import FakeWhisperServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.local]
 
 RATE = 24000
 # How far LiveKit's idea of when the user stopped speaking may be from when the audio did.
 TOLERANCE_S = 0.3
+# Real-time silence after a fast-forward, before the next words. LiveKit's VAD dates speech by
+# the wall clock when it processes it: on a busy machine it may still be working through the
+# fast-forwarded audio when the words come, and would date them seconds late (after the STT's
+# end of the same words: LiveKit then drops the turn's timing). A pause lets it catch up.
+CATCH_UP_S = 2.0
 UTTERANCES = [  # of clearly different lengths: the Whisper server tells them apart by length
     "Please send the report.",
     "The meeting has been moved to Thursday afternoon.",
@@ -179,14 +187,20 @@ async def run_session(
     return record, microphone, speaker
 
 
-def assert_turns(record: Record, microphone: Microphone, handed_over: int | None = None) -> None:
+def assert_turns(
+    record: Record,
+    microphone: Microphone,
+    handed_over: int | None = None,
+    endpointing_s: float = WHISPER_ENDPOINTING_S,
+) -> None:
     """Each utterance became one user turn, with every word, and LiveKit places its end on the
     wall clock where the audio ended.
 
     With STT turn detection, an agent handed over to (from turn `handed_over` on) gets no input
     anchor of its own in LiveKit 1.8.9: it dates the user's stop by the final's arrival, the
-    server's endpointing silence after the audio. For those turns the plugin's own end time,
-    on the anchor LiveKit used before the handoff, must land within the tolerance instead."""
+    server's endpointing silence (`endpointing_s`) after the audio. For those turns the plugin's
+    own end time, on the anchor LiveKit used before the handoff, must land within the tolerance
+    instead."""
     said = [turn.text for turn in record.user_turns]
     assert [words(t) for t in said] == [words(s.text) for s in microphone.spoken], said
     first = record.user_turns[0].stopped_speaking_at
@@ -197,21 +211,60 @@ def assert_turns(record: Record, microphone: Microphone, handed_over: int | None
         late = turn.stopped_speaking_at - spoken.ended_at
         if handed_over is not None and i >= handed_over:
             assert abs(anchor + record.final_ends[-1] - spoken.ended_at) <= TOLERANCE_S, spoken
-            assert 0 <= late <= TOLERANCE_S + ENDPOINTING_S, (turn, spoken)
+            assert 0 <= late <= TOLERANCE_S + endpointing_s, (turn, spoken)
         else:
             assert abs(late) <= TOLERANCE_S, (turn, spoken)
 
 
+def assert_aligned(transcript: Transcript, record: Record) -> None:
+    """Each reply's transcript is the TTS's words, each timed on the reply's audio, in order
+    (an interrupted reply as far as the TTS got)."""
+    replies = [s for s in transcript.segments if s]
+    assert len(replies) == len(record.agent_replies), transcript.segments
+    for pieces, reply, said in zip(replies, record.agent_replies, UTTERANCES, strict=False):
+        timed = [p for p in pieces if isinstance(p, TimedString)]
+        assert timed == pieces and words("".join(timed)) == words(reply)
+        assert words(f"You said: {said}")[: len(timed)] == words(reply)
+        starts = [float(w.start_time) for w in timed]  # type: ignore[arg-type]
+        ends = [float(w.end_time) for w in timed]  # type: ignore[arg-type]
+        assert starts == sorted(starts) and starts[0] == 0.0
+        assert all(s <= e for s, e in zip(starts, ends, strict=True))
+
+
+def qwen3_voice(server: LocalServer, http: aiohttp.ClientSession) -> baseten.TTS:
+    """Qwen3-TTS on the local server, with the word alignment LiveKit's transcript syncs to."""
+    return baseten.TTS(
+        model="qwen3-tts",
+        api_key="local",
+        model_endpoint=server.qwen3_tts_url,
+        http_session=http,
+        voice="leo",
+        word_timestamps=True,
+    )
+
+
+@pytest.mark.parametrize(
+    "stt_model, tts_model", [("whisper", "orpheus"), ("qwen3-asr", "qwen3-tts")]
+)
 async def test_stt_turns_over_ten_minutes_with_an_interruption_a_handoff_and_a_reconnect(
-    server: LocalServer, whisper: FakeWhisperServer, http: aiohttp.ClientSession, clock: Clock
+    server: LocalServer,
+    whisper: FakeWhisperServer,
+    qwen3: FakeQwen3AsrServer,
+    http: aiohttp.ClientSession,
+    clock: Clock,
+    stt_model: STTModels,
+    tts_model: str,
 ) -> None:
-    u1, u2, u3, u4 = await utterances(server, http, whisper)
-    proxy = await CuttableProxy(int(whisper.url.split(":")[2].split("/")[0])).start()
+    u1, u2, u3, u4 = await utterances(server, http, whisper, qwen3)
+    asr = qwen3 if stt_model == "qwen3-asr" else whisper
+    proxy = await CuttableProxy(int(asr.url.split(":")[2].split("/")[0])).start()
 
     def engine() -> baseten.STT:
-        url = proxy.url(whisper.url)
-        return baseten.STT(api_key="local", model_endpoint=url, http_session=http)
+        url = proxy.url(asr.url)
+        return baseten.STT(model=stt_model, api_key="local", model_endpoint=url, http_session=http)
 
+    voice = qwen3_voice(server, http) if tts_model == "qwen3-tts" else None
+    transcript = Transcript() if voice is not None else None
     half = len(u3.pcm) // 4 * 2
     script: list[Part] = [
         Silence(1.0),
@@ -220,6 +273,7 @@ async def test_stt_turns_over_ten_minutes_with_an_interruption_a_handoff_and_a_r
         u2,  # ...and is interrupted by the next question
         Silence(2.5),
         Silence(270.0, fast=True),
+        Silence(CATCH_UP_S),
         Speech(u3.text, u3.pcm[:half]),
         Cue("cut"),  # the STT connection dies mid-sentence
         Speech(u3.text, u3.pcm[half:], continues=True),
@@ -230,6 +284,7 @@ async def test_stt_turns_over_ten_minutes_with_an_interruption_a_handoff_and_a_r
         Cue("handoff"),
         Silence(1.5),
         Silence(330.0, fast=True),
+        Silence(CATCH_UP_S),
         u4,
         Silence(2.0),
     ]
@@ -243,14 +298,21 @@ async def test_stt_turns_over_ten_minutes_with_an_interruption_a_handoff_and_a_r
             turn_detection="stt",
             turns=4,
             cues={"cut": proxy.cut},
+            tts_engine=voice,
+            transcript=transcript,
         )
     finally:
         await proxy.close()
-    assert proxy.cuts == 1 and len(whisper.sessions) == 3  # the cut, then the handoff
+        if voice is not None:
+            await voice.aclose()
+    assert proxy.cuts == 1 and len(asr.sessions) == 3  # the cut, then the handoff
     assert speaker.interruptions >= 1
-    assert_turns(record, microphone, handed_over=3)
+    endpointing = QWEN3_ENDPOINTING_S if stt_model == "qwen3-asr" else WHISPER_ENDPOINTING_S
+    assert_turns(record, microphone, handed_over=3, endpointing_s=endpointing)
     assert microphone.spoken[-1].ended_at - microphone.spoken[0].started_at >= 600
     assert [e for e in record.errors if "Baseten" not in e] == []
+    if transcript is not None:
+        assert_aligned(transcript, record)
 
 
 @pytest.mark.parametrize("model", ["whisper", "qwen3-asr"])
@@ -275,6 +337,7 @@ async def test_vad_turns_with_a_handoff(
         Cue("handoff"),
         Silence(1.5),
         Silence(60.0, fast=True),
+        Silence(CATCH_UP_S),
         u2,
         Silence(2.0),
     ]
@@ -296,14 +359,7 @@ async def test_qwen3_tts_replies_with_transcripts_aligned_word_by_word_across_an
 ) -> None:
     u1, u2, *_ = await utterances(server, http, whisper)
     transcript = Transcript()
-    voice = baseten.TTS(
-        model="qwen3-tts",
-        api_key="local",
-        model_endpoint=server.qwen3_tts_url,
-        http_session=http,
-        voice="leo",
-        word_timestamps=True,
-    )
+    voice = qwen3_voice(server, http)
     record, microphone, speaker = await run_session(
         # The first reply is interrupted by the second question.
         [Silence(1.0), u1, Silence(1.8), u2, Silence(2.5)],
@@ -322,16 +378,6 @@ async def test_qwen3_tts_replies_with_transcripts_aligned_word_by_word_across_an
     assert record.errors == []
     assert speaker.interruptions >= 1
     assert_turns(record, microphone)
-    # Each reply's transcript is the TTS's words, each timed on the reply's audio, in order
-    # (the interrupted one as far as the TTS got).
-    replies = [s for s in transcript.segments if s]
-    assert len(replies) == len(record.agent_replies) == 2, transcript.segments
-    for pieces, reply, said in zip(replies, record.agent_replies, UTTERANCES, strict=False):
-        timed = [p for p in pieces if isinstance(p, TimedString)]
-        assert timed == pieces and words("".join(timed)) == words(reply)
-        assert words(f"You said: {said}")[: len(timed)] == words(reply)
-        starts = [float(w.start_time) for w in timed]  # type: ignore[arg-type]
-        ends = [float(w.end_time) for w in timed]  # type: ignore[arg-type]
-        assert starts == sorted(starts) and starts[0] == 0.0
-        assert all(s <= e for s, e in zip(starts, ends, strict=True))
+    assert len(record.agent_replies) == 2
+    assert_aligned(transcript, record)
     assert words(record.agent_replies[1]) == words(f"You said: {UTTERANCES[1]}")
