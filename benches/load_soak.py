@@ -14,6 +14,10 @@ installed here:
   `--call-seconds` (a fresh stream per call): a leak per stream shows in RSS, fds and tasks;
 - `--tts-streams` TTS WebSocket streams, each synthesizing `--sentence` again and again.
 
+With `--qwen3-share F`, that share of each kind of stream speaks the Qwen3 protocols instead
+(Qwen3-ASR on `/qwen3`, Qwen3-TTS on `/qwen3-tts`, one TTS and so one warm socket per stream,
+as one per agent); the rest speak Whisper and Orpheus.
+
 Every STT call must get every final the server owes: the bench server sends one per
 `--final-every` seconds of audio and one for the rest after end_audio, so a call's finals must
 tile its audio from 0 to the end. Each final's first word is `t<server send time>`: the
@@ -73,6 +77,7 @@ PHASES = 10
 LAG_PROBE_S = 0.05
 WIRE_RATE = 16000  # what the plugin sends (pcm_s16le), in frames of WIRE_SAMPLES
 WIRE_SAMPLES = 512
+QWEN3_CHUNK_S = 0.1  # what a Qwen3-ASR append message carries
 # Final times are rounded to the millisecond by the server.
 TIME_TOLERANCE_S = 0.0015
 
@@ -96,6 +101,7 @@ class Config:
     churn_streams: int = 0  # STT streams that are back-to-back calls of call_seconds
     call_seconds: float = 30.0
     tts_streams: int = 50
+    qwen3_share: float = 0.0  # the share of each kind of stream on the Qwen3 protocols
     seconds: float = 60.0  # how long the workload runs
     rate: int = 16000
     final_every: float = 5.0
@@ -130,6 +136,8 @@ class Tally:
     finals: int = 0
     tts_syntheses: int = 0
     tts_complete: int = 0
+    qwen3_stt_calls_complete: int = 0
+    qwen3_tts_complete: int = 0
     errors: list[str] = field(default_factory=list)  # the first few, for the report
     error_count: int = 0
     hung_closes: int = 0
@@ -173,10 +181,14 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float | None:
 class FinalsCheck:
     """Whether a call's finals are all the server owes, checked as they come (nothing kept
     per final, so the check itself cannot look like a leak): they must tile the audio from 0
-    to its end, every one but the last `final_every` long (in wire frames)."""
+    to its end, every one but the last `final_every` long (in wire frames of `frame_s`). The
+    end may be `silence_s` late: Qwen3-ASR's commit always rides on an append, one of silence
+    when the audio ended on a chunk's edge."""
 
-    def __init__(self, final_every: float) -> None:
-        self._per_final = round(final_every / FRAME_S) * FRAME_S
+    def __init__(self, final_every: float, frame_s: float = FRAME_S, silence_s: float = 0.0):
+        self._frame_s = frame_s
+        self._silence_s = silence_s
+        self._per_final = round(final_every / frame_s) * frame_s
         self._end = 0.0
         self._short = False  # a final shorter than the rest came: it must be the last
         self.count = 0
@@ -199,10 +211,11 @@ class FinalsCheck:
         """Why the finals are not all the server owes for `audio_s` ("" when they are)."""
         if self.problem or not self.count:
             return self.problem or "no final transcript"
-        # 16 kHz audio goes out in 512-sample frames, the last one padded; resampled audio
-        # may come out up to a frame longer or shorter (the resampler's delay, flushed).
-        end = math.ceil(audio_s * WIRE_RATE / WIRE_SAMPLES - 1e-9) * FRAME_S
-        if abs(self._end - end) > (FRAME_S if resampled else 0.0) + TIME_TOLERANCE_S:
+        # 16 kHz audio goes out in wire frames, the last one padded; resampled audio may come
+        # out up to a frame longer or shorter (the resampler's delay, flushed).
+        end = math.ceil(audio_s / self._frame_s - 1e-9) * self._frame_s
+        slack = (self._frame_s if resampled else 0.0) + TIME_TOLERANCE_S
+        if not -slack <= self._end - end <= slack + self._silence_s:
             return f"finals end at {self._end:.3f}s, the audio's last frame at {end:.3f}s"
         return ""
 
@@ -284,7 +297,11 @@ async def stt_call(
     frames = round(audio_s * 1000 / FRAME_MS)
     audio_s = frames * FRAME_MS / 1000
     stream = engine.stream()
-    finals = FinalsCheck(cfg.final_every)
+    qwen3 = engine.model == "qwen3-asr"
+    if qwen3:
+        finals = FinalsCheck(cfg.final_every, QWEN3_CHUNK_S, silence_s=QWEN3_CHUNK_S)
+    else:
+        finals = FinalsCheck(cfg.final_every)
 
     async def consume() -> None:
         async for ev in stream:
@@ -327,6 +344,7 @@ async def stt_call(
         tally.problem(f"stt call: {problem}")
         return False
     tally.stt_calls_complete += 1
+    tally.qwen3_stt_calls_complete += qwen3
     return True
 
 
@@ -367,6 +385,7 @@ async def tts_synthesis(engine: Any, cfg: Config, tally: Tally) -> bool:
         tally.problem(f"tts synthesis: {samples} samples, {expected} spoken")
         return False
     tally.tts_complete += 1
+    tally.qwen3_tts_complete += engine.model == "qwen3-tts"
     return True
 
 
@@ -385,11 +404,31 @@ async def run(cfg: Config) -> dict[str, Any]:
     # No connection limit: the default (100) would queue the 101st WebSocket.
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         stt_engine = baseten.STT(api_key="bench", model_endpoint=f"{cfg.url}/ws", http_session=http)
+        qwen3_stt = baseten.STT(
+            model="qwen3-asr", api_key="bench", model_endpoint=f"{cfg.url}/qwen3", http_session=http
+        )
         tts_engine = baseten.TTS(
             api_key="bench", model_endpoint=f"{cfg.url}/tts?{query}", http_session=http
         )
-        stt_engine.on("error", lambda e: tally.error(f"stt event: {e.error}"))
-        tts_engine.on("error", lambda e: tally.error(f"tts event: {e.error}"))
+        qwen3_tts = [
+            baseten.TTS(
+                model="qwen3-tts",
+                api_key="bench",
+                model_endpoint=f"{cfg.url}/qwen3-tts?{query}",
+                http_session=http,
+                voice="bench",
+                word_timestamps=True,
+            )
+            for _ in range(round(cfg.tts_streams * cfg.qwen3_share))
+        ]
+        engines: list[Any] = [stt_engine, qwen3_stt, tts_engine, *qwen3_tts]
+        for engine in engines:
+            engine.on("error", lambda e: tally.error(f"{type(e).__name__}: {e.error}"))
+
+        def stt_for(index: int, streams: int) -> Any:
+            # The first `qwen3_share` of the streams of each kind speak Qwen3-ASR.
+            return qwen3_stt if index < round(streams * cfg.qwen3_share) else stt_engine
+
         metronome = Metronome(tone_frame(cfg.rate))
         metronome.start()
         start = loop.time()
@@ -412,7 +451,8 @@ async def run(cfg: Config) -> dict[str, Any]:
             # The first calls staggered, so that calls start and end all the time.
             length = cfg.call_seconds * (index + 1) / (cfg.churn_streams + 1)
             while (length := min(length, end - loop.time())) >= 1.0:
-                if not await stt_call(stt_engine, metronome, length, cfg, tally):
+                engine = stt_for(index, cfg.churn_streams)
+                if not await stt_call(engine, metronome, length, cfg, tally):
                     return  # reported; retrying at once would only repeat it
                 length = cfg.call_seconds
 
@@ -420,15 +460,16 @@ async def run(cfg: Config) -> dict[str, Any]:
             # Staggered over one synthesis, then back to back until the end (the last one
             # runs over it, so the workload stays steady).
             await asyncio.sleep(tts_seconds(cfg) * index / cfg.tts_streams)
+            engine = qwen3_tts[index] if index < len(qwen3_tts) else tts_engine
             while loop.time() < end:
-                if not await tts_synthesis(tts_engine, cfg, tally):
+                if not await tts_synthesis(engine, cfg, tally):
                     return  # reported; retrying at once would only repeat it
 
         async def long_call(index: int) -> None:
             # Starts spread over one final's period, as real calls are: the finals (and their
             # parsing) are spread over time instead of arriving all at once.
             await asyncio.sleep(cfg.final_every * index / cfg.streams)
-            await stt_call(stt_engine, metronome, cfg.seconds, cfg, tally)
+            await stt_call(stt_for(index, cfg.streams), metronome, cfg.seconds, cfg, tally)
 
         async def lag_probe() -> None:
             # How late the event loop runs a 50 ms timer: the delay every callback sees.
@@ -442,8 +483,8 @@ async def run(cfg: Config) -> dict[str, Any]:
         work += [tts_loop(i) for i in range(cfg.tts_streams)]
         await asyncio.gather(*work)
         await metronome.stop()
-        await asyncio.wait_for(tts_engine.aclose(), cfg.close_timeout)
-        await asyncio.wait_for(stt_engine.aclose(), cfg.close_timeout)
+        for engine in engines:
+            await asyncio.wait_for(engine.aclose(), cfg.close_timeout)
     cpu1, wall1 = os.times(), time.monotonic()
     return report(cfg, tally, samples, cpu1, cpu0, wall1 - wall0, fds_start, tasks_start, rss_start)
 
@@ -496,6 +537,8 @@ def report(
         "finals": tally.finals,
         "tts_syntheses": tally.tts_syntheses,
         "tts_complete": tally.tts_complete,
+        "qwen3_stt_calls_complete": tally.qwen3_stt_calls_complete,
+        "qwen3_tts_complete": tally.qwen3_tts_complete,
         "errors": tally.error_count,
         "hung_closes": tally.hung_closes,
         "unfinished_streams": tally.unfinished,
@@ -591,6 +634,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
         )
         sub.add_argument("--call-seconds", type=float, default=30.0, help="length of those calls")
         sub.add_argument("--tts-streams", type=int, default=tts, help="default: streams / 10")
+        sub.add_argument(
+            "--qwen3-share", type=float, default=0.0, help="of each kind, on Qwen3 (0 to 1)"
+        )
         sub.add_argument("--rate", type=int, default=16000, help="input sample rate (Hz)")
         sub.add_argument("--final-every", type=float, default=5.0)
         sub.add_argument("--words-ms", type=float, default=300.0, help="TTS audio per word")
@@ -617,6 +663,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         churn_streams=args.churn_streams,
         call_seconds=args.call_seconds,
         tts_streams=args.tts_streams if args.tts_streams is not None else args.streams // 10,
+        qwen3_share=args.qwen3_share,
         seconds=args.minutes * 60 if soaking else args.seconds,
         rate=args.rate,
         final_every=args.final_every,

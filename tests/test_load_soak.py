@@ -2,9 +2,10 @@
 
 """Load and soak, short: benches/load_soak.py's workload, in this process.
 
-50 STT streams at real-time pace (40 for the whole run, 10 as back-to-back 20 s calls) and 5
+50 STT streams at real-time pace (40 for the whole run, 10 as back-to-back 20 s calls) and 6
 TTS WebSocket streams synthesizing a sentence again and again, for 60 s, against
-benches/bench_server.py in a process of its own. The benchmark (`python benches/load_soak.py
+benches/bench_server.py in a process of its own; half the streams of each kind speak Whisper and
+Orpheus, half Qwen3-ASR and Qwen3-TTS. The benchmark (`python benches/load_soak.py
 load|soak`) reports the speed figures; this test checks only what must hold at any speed.
 
 Growth thresholds, per minute after a 20 s warm-up (40 samples, 1 s apart), from measurement
@@ -49,7 +50,8 @@ async def test_fifty_streams_for_a_minute_deliver_everything_and_leak_nothing() 
         streams=40,
         churn_streams=10,
         call_seconds=20.0,
-        tts_streams=5,
+        tts_streams=6,
+        qwen3_share=0.5,
         seconds=SECONDS,
         sample_every=1.0,
         warmup=20.0,
@@ -70,8 +72,11 @@ async def test_fifty_streams_for_a_minute_deliver_everything_and_leak_nothing() 
     # Every call got every final the server owes; every synthesis all its audio.
     assert report["stt_calls"] >= 40 + 10 * (CALLS_EACH - 1), summary
     assert report["stt_calls_complete"] == report["stt_calls"], summary
-    assert report["tts_syntheses"] >= 5 * int(SECONDS * 0.15), summary
+    assert report["tts_syntheses"] >= 6 * int(SECONDS * 0.15), summary
     assert report["tts_complete"] == report["tts_syntheses"], summary
+    # Half of them on each protocol.
+    assert report["qwen3_stt_calls_complete"] >= 20 + 5 * (CALLS_EACH - 1), summary
+    assert report["qwen3_tts_complete"] >= 3 * int(SECONDS * 0.15), summary
     assert report["errors"] == 0, summary
     # Every stream ended by itself after end_input, and closed within the bound.
     assert report["unfinished_streams"] == 0 and report["hung_closes"] == 0, summary
