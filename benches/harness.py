@@ -27,9 +27,11 @@ loop pushing into a stream that does nothing, measured alongside):
 - the floor: a ready-made 1024-byte WebSocket frame written to a connected socket with a bare
   `write(2)` every 32 ms (the kernel's cost of sending the audio), and how far above it each
   plugin is.
-Then the TTS workload (`tts_load.py`): N WebSocket streams, each synthesizing a sentence after
-another, the server speaking 24 kHz audio at real time: client CPU-seconds per hour of audio
-received, time to first audio, peak RSS, and the floor (bare WebSockets receiving the same).
+The same for Qwen3-ASR (`--qwen3-streams`, 48 kHz input; the floor is Whisper's only). Then
+the TTS workload (`tts_load.py`), on Orpheus and on Qwen3-TTS: N WebSocket streams, each
+synthesizing a sentence after another, the server speaking 24 kHz audio at real time: client
+CPU-seconds per hour of audio received, time to first audio, peak RSS, and the floor (bare
+WebSockets receiving the same).
 The figures are written as data, with the conditions they were measured in, to `load.json` in
 `--save DIR` (default `benches/results/<time>/`), beside `load.md` (the tables) and the plots
 `report.py` draws from the data (`python benches/report.py DIR` redraws them).
@@ -67,6 +69,7 @@ class Config:
     rate: int
     pace: str
     seconds: float
+    model: str = "whisper"
 
 
 def upstream_python() -> Path:
@@ -113,7 +116,7 @@ def run_once(python: Path, plugin: str, url: str, c: Config, final_every: float)
     result = run_json(
         [str(python), str(HERE / "stt_load.py"), "--plugin", plugin, "--url", url,
          "--streams", str(c.streams), "--rate", str(c.rate), "--pace", c.pace,
-         "--seconds", str(c.seconds), "--final-every", str(final_every)],
+         "--seconds", str(c.seconds), "--final-every", str(final_every), "--model", c.model],
         timeout=c.seconds * 20 + 120,
     )  # fmt: skip
     # The whole client process, from exec to exit: the one run since the last wait (the
@@ -123,11 +126,11 @@ def run_once(python: Path, plugin: str, url: str, c: Config, final_every: float)
 
 
 def run_tts_once(
-    python: Path, plugin: str, url: str, streams: int, seconds: float
+    python: Path, plugin: str, url: str, streams: int, seconds: float, model: str
 ) -> dict[str, Any]:
     return run_json(
         [str(python), str(HERE / "tts_load.py"), "--plugin", plugin, "--url", url,
-         "--streams", str(streams), "--seconds", str(seconds)],
+         "--streams", str(streams), "--seconds", str(seconds), "--model", model],
         timeout=seconds * 20 + 120,
     )  # fmt: skip
 
@@ -149,6 +152,10 @@ def main() -> int:
     )
     parser.add_argument("--final-every", type=float, default=5.0, help="seconds between finals")
     parser.add_argument("--tts-streams", type=int, nargs="*", default=[1, 50, 200])
+    parser.add_argument(
+        "--qwen3-streams", type=int, nargs="*", default=[1, 50, 200], help="Qwen3-ASR, 48 kHz"
+    )
+    parser.add_argument("--qwen3-tts-streams", type=int, nargs="*", default=[1, 50])
     parser.add_argument("--setup-only", action="store_true", help="create the upstream venv, exit")
     parser.add_argument(
         "--save", type=Path, metavar="DIR", help="write load.json and the plots here"
@@ -158,13 +165,16 @@ def main() -> int:
         upstream_python()
         return 0
     if args.quick:
-        configs = [Config(2, 48000, "realtime", 2.0)]
+        configs = [Config(2, 48000, "realtime", 2.0, m) for m in ("whisper", "qwen3-asr")]
         trials = 1
         args.final_every = 0.5
-        args.tts_streams, args.seconds = [2], 2.0
+        args.tts_streams, args.qwen3_tts_streams, args.seconds = [2], [2], 2.0
     else:
         configs = [Config(n, r, "realtime", args.seconds) for n in args.streams for r in args.rates]
         configs += [Config(n, 48000, "fast", args.seconds) for n in args.fast_streams]
+        configs += [
+            Config(n, 48000, "realtime", args.seconds, "qwen3-asr") for n in args.qwen3_streams
+        ]
         trials = args.trials
     out: Path = args.save or RESULTS / time.strftime("%Y%m%d-%H%M%S")
     ours, theirs = Path(sys.executable), upstream_python()
@@ -174,7 +184,8 @@ def main() -> int:
          "--final-every", str(args.final_every)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    url = f"ws://127.0.0.1:{port}/ws"
+    url = f"ws://127.0.0.1:{port}"
+    stt_paths = {"whisper": "/ws", "qwen3-asr": "/qwen3"}
     try:
         for _ in range(100):  # wait for the server to listen
             with socket.socket() as s:
@@ -189,29 +200,34 @@ def main() -> int:
                 "null": [],
                 "raw": [],
             }
+            stt_url = url + stt_paths[c.model]
             for _ in range(trials):  # alternate A/B, with the baselines in the same trial
-                runs["ours"].append(run_once(ours, "baseten", url, c, args.final_every))
-                runs["existing"].append(run_once(theirs, "baseten", url, c, args.final_every))
-                runs["null"].append(run_once(ours, "null", url, c, args.final_every))
-                if c.pace == "realtime":
-                    runs["raw"].append(run_once(ours, "raw", url, c, args.final_every))
+                runs["ours"].append(run_once(ours, "baseten", stt_url, c, args.final_every))
+                runs["existing"].append(run_once(theirs, "baseten", stt_url, c, args.final_every))
+                runs["null"].append(run_once(ours, "null", stt_url, c, args.final_every))
+                if c.pace == "realtime" and c.model == "whisper":
+                    runs["raw"].append(run_once(ours, "raw", stt_url, c, args.final_every))
             rows.append((c, runs))
             print(f"done: {c}", file=sys.stderr)
             # What is done so far, in case a long matrix is stopped.
             partial = {"schema": report.LOAD_SCHEMA, "stt": stt_rows(rows, trials), "tts": []}
             report.save(partial, out / "load.partial.json")
-        tts_url = f"ws://127.0.0.1:{port}/tts"
         tts_rows = []
-        for n in args.tts_streams:
+        tts_configs = [(n, "orpheus", "/tts") for n in args.tts_streams]
+        tts_configs += [(n, "qwen3-tts", "/qwen3-tts") for n in args.qwen3_tts_streams]
+        for n, model, route in tts_configs:
             tts_runs: dict[str, list[dict[str, Any]]] = {"ours": [], "existing": [], "raw": []}
             for _ in range(trials):
-                tts_runs["ours"].append(run_tts_once(ours, "baseten", tts_url, n, args.seconds))
-                tts_runs["existing"].append(
-                    run_tts_once(theirs, "baseten", tts_url, n, args.seconds)
-                )
-                tts_runs["raw"].append(run_tts_once(ours, "raw", tts_url, n, args.seconds))
-            tts_rows.append((n, tts_runs))
-            print(f"done: TTS x {n}", file=sys.stderr)
+                for key, python, plugin in (
+                    ("ours", ours, "baseten"),
+                    ("existing", theirs, "baseten"),
+                    ("raw", ours, "raw"),
+                ):
+                    tts_runs[key].append(
+                        run_tts_once(python, plugin, url + route, n, args.seconds, model)
+                    )
+            tts_rows.append((n, model, tts_runs))
+            print(f"done: TTS {model} x {n}", file=sys.stderr)
     finally:
         server.terminate()
         server.wait()
@@ -219,7 +235,7 @@ def main() -> int:
         "schema": report.LOAD_SCHEMA,
         "conditions": measured_conditions(args, theirs),
         "stt": stt_rows(rows, trials),
-        "tts": [tts_row(n, runs, trials, args.seconds) for n, runs in tts_rows],
+        "tts": [tts_row(n, model, runs, trials, args.seconds) for n, model, runs in tts_rows],
     }
     tables = report.render_stt(data["stt"])
     if data["tts"]:
@@ -234,9 +250,12 @@ def main() -> int:
 
 
 def stt_rows(rows: list[tuple[Config, dict[str, list[dict[str, Any]]]]], trials: int) -> list[Any]:
-    """The STT configurations as data, real-time first, by streams then rate."""
-    ordered = sorted(rows, key=lambda cr: (cr[0].pace != "realtime", cr[0].streams, cr[0].rate))
-    return [stt_row(c, runs, trials) for c, runs in ordered]
+    """The STT configurations as data: by model, real-time first, by streams then rate."""
+
+    def order(c: Config) -> tuple[bool, bool, int, int]:
+        return c.model != "whisper", c.pace != "realtime", c.streams, c.rate
+
+    return [stt_row(c, runs, trials) for c, runs in sorted(rows, key=lambda cr: order(cr[0]))]
 
 
 def cpu_per_audio_hour(
@@ -302,6 +321,7 @@ def stt_row(c: Config, runs: dict[str, list[dict[str, Any]]], trials: int) -> di
         for k in (*report.PLUGINS, "null")
     }
     return {
+        "model": c.model,
         "streams": c.streams,
         "rate_hz": c.rate,
         "pace": c.pace,
@@ -329,11 +349,12 @@ def stt_row(c: Config, runs: dict[str, list[dict[str, Any]]], trials: int) -> di
 
 
 def tts_row(
-    n: int, runs: dict[str, list[dict[str, Any]]], trials: int, seconds: float
+    n: int, model: str, runs: dict[str, list[dict[str, Any]]], trials: int, seconds: float
 ) -> dict[str, Any]:
     cpu = {k: cpu_per_audio_hour(runs[k], []) for k in report.PLUGINS}
     floor = cpu_per_audio_hour(runs["raw"], [])
     return {
+        "model": model,
         "streams": n,
         "trials": trials,
         "seconds": seconds,

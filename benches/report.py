@@ -31,6 +31,19 @@ CRITERION_SCHEMA = "livekit-plugins-baseten/criterion/1"
 PLUGINS = ("ours", "existing")
 
 Row = dict[str, Any]
+# Rows measured before the harness ran Qwen3 carry no model: they are Whisper's and Orpheus'.
+STT_MODELS = {"whisper": "", "qwen3-asr": " on Qwen3-ASR"}
+TTS_MODELS = {"orpheus": "TTS", "qwen3-tts": "Qwen3-TTS"}
+
+
+def stt_model(row: Row) -> str:
+    model: str = row.get("model", "whisper")
+    return model
+
+
+def tts_model(row: Row) -> str:
+    model: str = row.get("model", "orpheus")
+    return model
 
 
 def save(data: dict[str, Any], path: Path) -> None:
@@ -119,6 +132,15 @@ STT_HEADER = [
 
 
 def render_stt(rows: list[Row]) -> str:
+    """A table per model."""
+    tables = []
+    for model, name in STT_MODELS.items():
+        if picked := [r for r in rows if stt_model(r) == model]:
+            tables.append(_stt_table(picked, name))
+    return "\n\n".join(tables)
+
+
+def _stt_table(rows: list[Row], name: str) -> str:
     body = []
     for r in rows:
         body.append(
@@ -143,7 +165,7 @@ def render_stt(rows: list[Row]) -> str:
             ]
         )
     return table(
-        "STT, concurrent streams (medians of the trials, alternating A/B).", STT_HEADER, body
+        f"STT{name}, concurrent streams (medians of the trials, alternating A/B).", STT_HEADER, body
     )
 
 
@@ -158,6 +180,15 @@ TTS_HEADER = [
 
 
 def render_tts(rows: list[Row]) -> str:
+    """A table per model."""
+    tables = []
+    for model, name in TTS_MODELS.items():
+        if picked := [r for r in rows if tts_model(r) == model]:
+            tables.append(_tts_table(picked, name))
+    return "\n\n".join(tables)
+
+
+def _tts_table(rows: list[Row], name: str) -> str:
     body = []
     for r in rows:
         body.append(
@@ -171,33 +202,42 @@ def render_tts(rows: list[Row]) -> str:
             ]
         )
     return table(
-        "TTS over WebSocket, 24 kHz audio at real time (medians of the trials, A/B).",
+        f"{name} over WebSocket, 24 kHz audio at real time (medians of the trials, A/B).",
         TTS_HEADER,
         body,
     )
 
 
+def ratio_series(
+    data: dict[str, Any], key: str = "cpu_ratio", what: str = " input"
+) -> list[tuple[str, dict[int, Any]]]:
+    """`key` (ours over the existing plugin's) by stream count: one series per model and input
+    rate of the real-time STT runs, then, for the CPU ratio, one per TTS model."""
+    realtime = [r for r in data["stt"] if r["pace"] == "realtime" and r.get(key)]
+    series = []
+    for model, name in STT_MODELS.items():
+        for rate in sorted({r["rate_hz"] for r in realtime if stt_model(r) == model}):
+            picked = [r for r in realtime if stt_model(r) == model and r["rate_hz"] == rate]
+            label = f"STT{name}, {rate // 1000} kHz{what}"
+            series.append((label, {r["streams"]: r[key] for r in picked}))
+    if key == "cpu_ratio":
+        for model, name in TTS_MODELS.items():
+            if picked := [r for r in data["tts"] if tts_model(r) == model]:
+                series.append((f"{name} over WebSocket", {r["streams"]: r[key] for r in picked}))
+    return series
+
+
 def render_headline(data: dict[str, Any]) -> str:
     """CPU per audio-hour, ours over the existing plugin's, by stream count: the README's."""
     counts = sorted({r["streams"] for r in data["stt"] + data["tts"]})
-    realtime = [r for r in data["stt"] if r["pace"] == "realtime"]
     lines = [
         "| client CPU, ours / existing | "
         + " | ".join(f"{n} stream{'s' if n > 1 else ''}" for n in counts)
         + " |",
         "|---|" + "---:|" * len(counts),
     ]
-    groups: list[tuple[str, list[Row]]] = [
-        (f"STT, {rate // 1000} kHz input", [r for r in realtime if r["rate_hz"] == rate])
-        for rate in sorted({r["rate_hz"] for r in realtime})
-    ]
-    groups.append(("TTS over WebSocket", data["tts"]))
-    for label, rows in groups:
-        by_n = {r["streams"]: r["cpu_ratio"] for r in rows}
-        lines.append(f"| {label} | " + " | ".join(ratio(by_n.get(n)) for n in counts) + " |")
-    for rate in sorted({r["rate_hz"] for r in realtime if r.get("process_cpu_ratio")}):
-        by_n = {r["streams"]: r.get("process_cpu_ratio") for r in realtime if r["rate_hz"] == rate}
-        label = f"STT, {rate // 1000} kHz, whole client process"
+    rows = ratio_series(data) + ratio_series(data, "process_cpu_ratio", ", whole client process")
+    for label, by_n in rows:
         lines.append(f"| {label} | " + " | ".join(ratio(by_n.get(n)) for n in counts) + " |")
     return "\n".join(lines)
 
@@ -244,14 +284,7 @@ def plot_load(data: dict[str, Any], out: Path) -> list[Path]:
 
     realtime = [r for r in data["stt"] if r["pace"] == "realtime"]
     counts = sorted({r["streams"] for r in realtime + data["tts"]})
-    series: list[tuple[str, dict[int, float]]] = [
-        (
-            f"STT, {rate // 1000} kHz input",
-            {r["streams"]: r["cpu_ratio"] for r in realtime if r["rate_hz"] == rate},
-        )
-        for rate in sorted({r["rate_hz"] for r in realtime})
-    ]
-    series.append(("TTS over WebSocket", {r["streams"]: r["cpu_ratio"] for r in data["tts"]}))
+    series = ratio_series(data)
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.8 / len(series)
     for i, (label, by_n) in enumerate(series):
@@ -273,12 +306,17 @@ def plot_load(data: dict[str, Any], out: Path) -> list[Path]:
     written.append(_save(plt, fig, out / "cpu-ratio.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, rate in enumerate(sorted({r["rate_hz"] for r in realtime})):
-        picked = sorted((r for r in realtime if r["rate_hz"] == rate), key=lambda r: r["streams"])
+    lines = sorted({(stt_model(r), r["rate_hz"]) for r in realtime})
+    for i, (model, rate) in enumerate(lines):
+        picked = sorted(
+            (r for r in realtime if (stt_model(r), r["rate_hz"]) == (model, rate)),
+            key=lambda r: r["streams"],
+        )
         ns = [r["streams"] for r in picked]
         for key, style in (("ours", "-o"), ("existing", "--s")):
             ys = [_num(r["cpu_s_per_audio_hour"].get(key)) for r in picked]
-            ax.plot(ns, ys, style, color=f"C{i}", label=f"{key}, {rate // 1000} kHz")
+            label = f"{key}, {model}, {rate // 1000} kHz"
+            ax.plot(ns, ys, style, color=f"C{i}", label=label)
     ax.set_xscale("log")
     ax.set_xticks(counts, [str(n) for n in counts])
     ax.set_xlabel("concurrent real-time streams")

@@ -270,14 +270,19 @@ def test_native_vs_python_benchmark_runs() -> None:
 def test_the_load_harness_runs_side_by_side(tmp_path: Path) -> None:
     """The benchmark is not a test: this only proves the harness works, in a tiny run."""
     result = run_ok([sys.executable, str(ROOT / "benches" / "harness.py"), "--quick"], timeout=300)
-    # One row in the STT table, then one in the TTS table.
-    stt_row, tts_row = [line for line in result.stdout.splitlines() if line.startswith("| 2 |")]
+    # A row in each STT table (Whisper, Qwen3-ASR), then in each TTS table (Orpheus, Qwen3-TTS).
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| 2 |")]
+    assert len(rows) == 4, result.stdout
     both_ran = r"[\d.]+ / [\d.]+ / \*\*[\d.]+x\*\*"
-    cells = [c.strip() for c in stt_row.strip("|").split("|")]
-    assert cells[:3] == ["2", "48 kHz", "realtime"]
-    assert re.search(both_ran, cells[3]), stt_row
-    assert re.search(both_ran, cells[4]), stt_row  # the whole processes, counted outside
-    assert "n/a" not in cells[8], stt_row  # final transcripts were delivered to both
-    cells = [c.strip() for c in tts_row.strip("|").split("|")]
-    assert re.search(both_ran, cells[1]), tts_row
-    assert "n/a" not in cells[3], tts_row  # audio reached both
+    for stt_row in rows[:2]:
+        cells = [c.strip() for c in stt_row.strip("|").split("|")]
+        assert cells[:3] == ["2", "48 kHz", "realtime"]
+        assert re.search(both_ran, cells[3]), stt_row
+        assert re.search(both_ran, cells[4]), stt_row  # the whole processes, counted outside
+        assert "n/a" not in cells[8], stt_row  # final transcripts were delivered to both
+    for tts_row in rows[2:]:
+        cells = [c.strip() for c in tts_row.strip("|").split("|")]
+        assert re.search(both_ran, cells[1]), tts_row
+        assert "n/a" not in cells[3], tts_row  # audio reached both
+    assert "STT on Qwen3-ASR, concurrent" in result.stdout
+    assert "Qwen3-TTS over WebSocket" in result.stdout
