@@ -47,7 +47,7 @@ from .fake_tcp import CuttableProxy
 from .fake_whisper import ENDPOINTING_S as WHISPER_ENDPOINTING_S
 from .fake_whisper import FakeWhisperServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.local]
+pytestmark = [pytest.mark.slow, pytest.mark.local, pytest.mark.xdist_group("realtime")]
 
 RATE = 24000
 # How far LiveKit's idea of when the user stopped speaking may be from when the audio did.

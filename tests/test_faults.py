@@ -76,6 +76,10 @@ Stream = stt.SpeechStream | tts.SynthesizeStream | tts.ChunkedStream
 # -- the secret scan, over the whole module ---------------------------------------------------
 
 
+# The scan's verdict covers the whole module: its tests run in one worker.
+pytestmark = pytest.mark.xdist_group("secret-scan-faults")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def scan() -> Iterator[SecretScan]:
     scanner = SecretScan(KEY)

@@ -34,7 +34,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benches"))
 import load_soak
 
-pytestmark = [pytest.mark.load, pytest.mark.slow]
+pytestmark = [pytest.mark.load, pytest.mark.slow, pytest.mark.xdist_group("realtime")]
 
 SECONDS = 60.0
 CALLS_EACH = int(SECONDS // 20.0)  # the back-to-back calls each churning stream makes

@@ -71,6 +71,11 @@ def test_version_agrees_everywhere() -> None:
     assert baseten.__version__ == cargo == importlib.metadata.version("livekit-plugins-baseten")
 
 
+# The tests of the built wheel and sdist share one worker: each worker builds its own, and two
+# builds at once in the one cargo target directory trip over each other.
+one_build = pytest.mark.xdist_group("release-wheel")
+
+
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The release wheel ./dev built (BASETEN_WHEEL), or one built here the same way."""
@@ -102,6 +107,7 @@ def dist_info(names: list[str], suffix: str) -> str:
     return found
 
 
+@one_build
 @pytest.mark.slow
 def test_wheel_is_abi3_and_holds_no_namespace_init(wheel: Path) -> None:
     assert re.search(r"-cp310-abi3-", wheel.name), wheel.name
@@ -117,6 +123,7 @@ def test_wheel_is_abi3_and_holds_no_namespace_init(wheel: Path) -> None:
     ]
 
 
+@one_build
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="auditwheel reads Linux wheels")
 def test_release_wheel_is_manylinux2014(wheel: Path) -> None:
@@ -130,6 +137,7 @@ def test_release_wheel_is_manylinux2014(wheel: Path) -> None:
     assert "external shared libraries are required" not in report, report
 
 
+@one_build
 @pytest.mark.slow
 def test_wheel_carries_the_licence(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
@@ -146,6 +154,7 @@ def sdist_member(tar: tarfile.TarFile, path: str) -> bytes:
     return member.read()
 
 
+@one_build
 def test_sdist_carries_the_licence_and_only_sources(sdist: Path) -> None:
     with tarfile.open(sdist) as tar:
         assert sdist_member(tar, "LICENSE") == LICENSE
@@ -164,6 +173,7 @@ def test_sdist_carries_the_licence_and_only_sources(sdist: Path) -> None:
     assert not [n for n in names if n.endswith((".so", ".pyd", ".dylib", ".whl"))]
 
 
+@one_build
 @pytest.mark.slow
 def test_a_wheel_builds_from_the_sdist_with_only_a_rust_toolchain(
     sdist: Path, tmp_path: Path
@@ -213,6 +223,7 @@ def test_a_wheel_builds_from_the_sdist_with_only_a_rust_toolchain(
     )
 
 
+@one_build
 @pytest.mark.slow
 @pytest.mark.local
 def test_the_release_wheel_transcribes_without_a_rust_toolchain(

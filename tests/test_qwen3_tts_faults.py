@@ -46,6 +46,10 @@ PATHS: list[Path_] = ["synthesis", "voices"]
 E = TypeVar("E", bound=BaseException)
 
 
+# The scan's verdict covers the whole module: its tests run in one worker.
+pytestmark = pytest.mark.xdist_group("secret-scan-qwen3-tts")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def scan() -> Iterator[SecretScan]:
     scanner = SecretScan(KEY)

@@ -23,7 +23,7 @@ from .test_stt import collect, push, tone
 from .test_tts import assert_spoken, stream_audio
 from .wan import Link, WanProxy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("realtime")]
 
 KEY = "sk-test-wan-0123456789"
 WAN = Link.rtt(0.080, jitter_s=0.020)
