@@ -30,8 +30,8 @@ from livekit.agents import (
     utils,
 )
 from livekit.agents.types import NotGivenOr, TimedString
-from livekit.agents.utils import is_given
 
+from ._options import replace_given
 from ._qwen3_socket import Qwen3Socket, WarmSlot
 from ._synthesis import supervise
 from ._websocket import connect
@@ -185,15 +185,13 @@ class Qwen3Backend:
         instructions: NotGivenOr[str | None],
         max_new_tokens: NotGivenOr[int | None],
     ) -> None:
-        opts = dataclasses.replace(self.opts)
-        if is_given(voice):
-            opts.voice = voice
-        if is_given(language):
-            opts.language = language
-        if is_given(instructions):
-            opts.instructions = instructions
-        if is_given(max_new_tokens):
-            opts.max_new_tokens = max_new_tokens
+        opts = replace_given(
+            self.opts,
+            voice=voice,
+            language=language,
+            instructions=instructions,
+            max_new_tokens=max_new_tokens,
+        )
         opts.check()
         self.opts = opts
 

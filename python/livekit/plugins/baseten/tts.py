@@ -31,6 +31,7 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import is_given
 
 from ._endpoint import CHAIN_WS_URL, TRUSS_WS_URL, resolve_api_key, resolve_endpoint
+from ._options import replace_given
 from ._orpheus import (
     END_OF_INPUT,
     NUM_CHANNELS,
@@ -335,15 +336,13 @@ class TTS(tts.TTS[None]):
             raise ValueError(f"Orpheus' voices are English; language {language!r} is not offered")
         if is_given(buffer_size) and not self.capabilities.streaming:
             raise ValueError("buffer_size applies to WebSocket endpoints only")
-        opts = dataclasses.replace(self._opts)
-        if is_given(voice):
-            opts.voice = voice
-        if is_given(temperature):
-            opts.temperature = temperature
-        if is_given(max_tokens):
-            opts.max_tokens = max_tokens
-        if is_given(buffer_size):
-            opts.buffer_size = buffer_size
+        opts = replace_given(
+            self._opts,
+            voice=voice,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            buffer_size=buffer_size,
+        )
         _check_options(opts)
         self._opts = opts
 
