@@ -7,7 +7,8 @@ tests/fake_qwen3_asr.py, listening mode), our TTS (Orpheus or Qwen3-TTS) and LLM
 server. Turns ended by the STT and by the VAD, an interruption while the agent
 speaks, an agent handoff (a new STT stream with a large `start_time_offset`), an STT
 reconnection in the middle of a turn, a ten-minute session, and Qwen3-TTS replies whose
-transcripts are the TTS's word alignment. What is checked is what LiveKit
+transcripts are the TTS's word alignment; on Whisper with Orpheus and on Qwen3-ASR with
+Qwen3-TTS. What is checked is what LiveKit
 computes from the plugin's events: each user turn once, with every word, ending on the wall
 clock when its audio did."""
 
@@ -243,9 +244,23 @@ def qwen3_voice(server: LocalServer, http: aiohttp.ClientSession) -> baseten.TTS
     )
 
 
-@pytest.mark.parametrize(
+# Each scenario on each protocol pair.
+BACKENDS = pytest.mark.parametrize(
     "stt_model, tts_model", [("whisper", "orpheus"), ("qwen3-asr", "qwen3-tts")]
 )
+
+
+def voice_for(
+    tts_model: str, server: LocalServer, http: aiohttp.ClientSession
+) -> tuple[baseten.TTS | None, Transcript | None]:
+    """For Qwen3-TTS, its TTS and the transcript output its alignment goes to; for Orpheus,
+    the session's default (the local server's Orpheus) and no transcript."""
+    if tts_model != "qwen3-tts":
+        return None, None
+    return qwen3_voice(server, http), Transcript()
+
+
+@BACKENDS
 async def test_stt_turns_over_ten_minutes_with_an_interruption_a_handoff_and_a_reconnect(
     server: LocalServer,
     whisper: FakeWhisperServer,
@@ -263,8 +278,7 @@ async def test_stt_turns_over_ten_minutes_with_an_interruption_a_handoff_and_a_r
         url = proxy.url(asr.url)
         return baseten.STT(model=stt_model, api_key="local", model_endpoint=url, http_session=http)
 
-    voice = qwen3_voice(server, http) if tts_model == "qwen3-tts" else None
-    transcript = Transcript() if voice is not None else None
+    voice, transcript = voice_for(tts_model, server, http)
     half = len(u3.pcm) // 4 * 2
     script: list[Part] = [
         Silence(1.0),
@@ -315,20 +329,23 @@ async def test_stt_turns_over_ten_minutes_with_an_interruption_a_handoff_and_a_r
         assert_aligned(transcript, record)
 
 
-@pytest.mark.parametrize("model", ["whisper", "qwen3-asr"])
+@BACKENDS
 async def test_vad_turns_with_a_handoff(
     server: LocalServer,
     whisper: FakeWhisperServer,
     qwen3: FakeQwen3AsrServer,
     http: aiohttp.ClientSession,
     clock: Clock,
-    model: STTModels,
+    stt_model: STTModels,
+    tts_model: str,
 ) -> None:
     u1, u2, *_ = await utterances(server, http, whisper, qwen3)
-    url = qwen3.url if model == "qwen3-asr" else whisper.url
+    url = qwen3.url if stt_model == "qwen3-asr" else whisper.url
 
     def engine() -> baseten.STT:
-        return baseten.STT(model=model, api_key="local", model_endpoint=url, http_session=http)
+        return baseten.STT(model=stt_model, api_key="local", model_endpoint=url, http_session=http)
+
+    voice, transcript = voice_for(tts_model, server, http)
 
     script: list[Part] = [
         Silence(1.0),
@@ -341,17 +358,25 @@ async def test_vad_turns_with_a_handoff(
         u2,
         Silence(2.0),
     ]
-    record, microphone, _ = await run_session(
-        script,
-        server=server,
-        http=http,
-        clock=clock,
-        make_stt=engine,
-        turn_detection="vad",
-        turns=2,
-    )
+    try:
+        record, microphone, _ = await run_session(
+            script,
+            server=server,
+            http=http,
+            clock=clock,
+            make_stt=engine,
+            turn_detection="vad",
+            turns=2,
+            tts_engine=voice,
+            transcript=transcript,
+        )
+    finally:
+        if voice is not None:
+            await voice.aclose()
     assert_turns(record, microphone)
     assert record.errors == []
+    if transcript is not None:
+        assert_aligned(transcript, record)
 
 
 async def test_qwen3_tts_replies_with_transcripts_aligned_word_by_word_across_an_interruption(
