@@ -14,6 +14,27 @@ settings.register_profile("default", max_examples=200, deadline=None)
 settings.load_profile("default")
 
 
+_LOST_GROUPS = pytest.StashKey[list[str]]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In an xdist worker with `--dist loadgroup`, notes the tests whose `xdist_group` mark did
+    not reach the scheduler: xdist tags a grouped test by suffixing its node id, which pytest
+    9.2 no longer lets it do, and the groups then silently stop holding."""
+    if getattr(config.option, "loadgroup", False):
+        config.stash[_LOST_GROUPS] = [
+            i.nodeid for i in items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid
+        ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def xdist_groups_hold(request: pytest.FixtureRequest) -> None:
+    """Every test errors, saying why, when the groups do not hold."""
+    if lost := request.config.stash.get(_LOST_GROUPS, []):
+        pytest.fail(f"xdist_group marks are not applied (pytest {pytest.__version__}): {lost[:3]}")
+
+
 class _Collector(logging.Handler):
     def __init__(self) -> None:
         super().__init__(level=logging.ERROR)
