@@ -165,10 +165,10 @@ def main() -> int:
         upstream_python()
         return 0
     if args.quick:
-        configs = [Config(2, 48000, "realtime", 2.0, m) for m in ("whisper", "qwen3-asr")]
+        configs = [Config(2, 48000, "realtime", 1.0, m) for m in ("whisper", "qwen3-asr")]
         trials = 1
         args.final_every = 0.5
-        args.tts_streams, args.qwen3_tts_streams, args.seconds = [2], [2], 2.0
+        args.tts_streams, args.qwen3_tts_streams, args.seconds = [2], [2], 1.0
     else:
         configs = [Config(n, r, "realtime", args.seconds) for n in args.streams for r in args.rates]
         configs += [Config(n, 48000, "fast", args.seconds) for n in args.fast_streams]
@@ -179,9 +179,11 @@ def main() -> int:
     out: Path = args.save or RESULTS / time.strftime("%Y%m%d-%H%M%S")
     ours, theirs = Path(sys.executable), upstream_python()
     port = free_port()
+    # The quick run's TTS server speaks as fast as it can: a sentence at real time would outlast
+    # the whole run.
     server = subprocess.Popen(
         [sys.executable, str(HERE / "bench_server.py"), "--port", str(port),
-         "--final-every", str(args.final_every)],
+         "--final-every", str(args.final_every), "--tts-speed", "0" if args.quick else "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"ws://127.0.0.1:{port}"
