@@ -133,6 +133,35 @@ class Listener(Agent):
             yield ev
 
 
+def qwen3_voice(server: LocalServer, http: aiohttp.ClientSession) -> baseten.TTS:
+    """Qwen3-TTS on the local server, with the word alignment LiveKit's transcript syncs to."""
+    return baseten.TTS(
+        model="qwen3-tts",
+        api_key="local",
+        model_endpoint=server.qwen3_tts_url,
+        http_session=http,
+        voice="leo",
+        word_timestamps=True,
+    )
+
+
+# Each scenario on each protocol pair.
+BACKENDS = pytest.mark.parametrize(
+    "stt_model, tts_model", [("whisper", "orpheus"), ("qwen3-asr", "qwen3-tts")]
+)
+
+
+def voice_for(
+    tts_model: str, server: LocalServer, http: aiohttp.ClientSession
+) -> tuple[baseten.TTS, Transcript | None]:
+    """The agent's TTS on the local server; for Qwen3-TTS, also the transcript output its word
+    alignment goes to."""
+    if tts_model == "qwen3-tts":
+        return qwen3_voice(server, http), Transcript()
+    voice = baseten.TTS(api_key="local", model_endpoint=server.tts_websocket_url, http_session=http)
+    return voice, None
+
+
 async def run_session(
     script: list[Part],
     *,
@@ -143,17 +172,16 @@ async def run_session(
     turn_detection: Literal["stt", "vad"],
     turns: int,
     cues: dict[str, Callable[[], object]] | None = None,
-    tts_engine: baseten.TTS | None = None,
-    transcript: Transcript | None = None,
-) -> tuple[Record, Microphone, Speaker]:
+    tts_model: str = "orpheus",
+) -> tuple[Record, Microphone, Speaker, Transcript | None]:
     """Plays `script` into a session until the microphone has played it all and the agent has
-    answered `turns` user turns. With a `transcript`, the session uses the TTS's aligned
-    transcript and hands it there."""
+    answered `turns` user turns. With Qwen3-TTS, the session uses the TTS's aligned
+    transcript, returned last."""
+    voice, transcript = voice_for(tts_model, server, http)
     session: AgentSession[None] = AgentSession(
         stt=make_stt(),
         llm=baseten.LLM(api_key="local", base_url=server.llm_base_url, model="local-stand-in"),
-        tts=tts_engine
-        or baseten.TTS(api_key="local", model_endpoint=server.tts_websocket_url, http_session=http),
+        tts=voice,
         use_tts_aligned_transcript=transcript is not None,
         vad=silero.VAD.load(),
         # No echo here to cancel: the user is heard (and may interrupt) from the agent's first
@@ -176,8 +204,8 @@ async def run_session(
     session.output.audio = speaker
     if transcript is not None:
         session.output.transcription = transcript
-    await session.start(agent=Listener("the first agent", record), record=False)
     try:
+        await session.start(agent=Listener("the first agent", record), record=False)
 
         def done() -> bool:
             return microphone.finished.is_set() and len(record.agent_replies) >= turns
@@ -185,7 +213,8 @@ async def run_session(
         await record.progress.until(done, timeout=120)
     finally:
         await session.aclose()
-    return record, microphone, speaker
+        await voice.aclose()
+    return record, microphone, speaker, transcript
 
 
 def assert_turns(
@@ -232,34 +261,6 @@ def assert_aligned(transcript: Transcript, record: Record) -> None:
         assert all(s <= e for s, e in zip(starts, ends, strict=True))
 
 
-def qwen3_voice(server: LocalServer, http: aiohttp.ClientSession) -> baseten.TTS:
-    """Qwen3-TTS on the local server, with the word alignment LiveKit's transcript syncs to."""
-    return baseten.TTS(
-        model="qwen3-tts",
-        api_key="local",
-        model_endpoint=server.qwen3_tts_url,
-        http_session=http,
-        voice="leo",
-        word_timestamps=True,
-    )
-
-
-# Each scenario on each protocol pair.
-BACKENDS = pytest.mark.parametrize(
-    "stt_model, tts_model", [("whisper", "orpheus"), ("qwen3-asr", "qwen3-tts")]
-)
-
-
-def voice_for(
-    tts_model: str, server: LocalServer, http: aiohttp.ClientSession
-) -> tuple[baseten.TTS | None, Transcript | None]:
-    """For Qwen3-TTS, its TTS and the transcript output its alignment goes to; for Orpheus,
-    the session's default (the local server's Orpheus) and no transcript."""
-    if tts_model != "qwen3-tts":
-        return None, None
-    return qwen3_voice(server, http), Transcript()
-
-
 @BACKENDS
 async def test_stt_turns_over_ten_minutes_with_an_interruption_a_handoff_and_a_reconnect(
     server: LocalServer,
@@ -278,7 +279,6 @@ async def test_stt_turns_over_ten_minutes_with_an_interruption_a_handoff_and_a_r
         url = proxy.url(asr.url)
         return baseten.STT(model=stt_model, api_key="local", model_endpoint=url, http_session=http)
 
-    voice, transcript = voice_for(tts_model, server, http)
     half = len(u3.pcm) // 4 * 2
     script: list[Part] = [
         Silence(1.0),
@@ -303,7 +303,7 @@ async def test_stt_turns_over_ten_minutes_with_an_interruption_a_handoff_and_a_r
         Silence(2.0),
     ]
     try:
-        record, microphone, speaker = await run_session(
+        record, microphone, speaker, transcript = await run_session(
             script,
             server=server,
             http=http,
@@ -312,13 +312,10 @@ async def test_stt_turns_over_ten_minutes_with_an_interruption_a_handoff_and_a_r
             turn_detection="stt",
             turns=4,
             cues={"cut": proxy.cut},
-            tts_engine=voice,
-            transcript=transcript,
+            tts_model=tts_model,
         )
     finally:
         await proxy.close()
-        if voice is not None:
-            await voice.aclose()
     assert proxy.cuts == 1 and len(asr.sessions) == 3  # the cut, then the handoff
     assert speaker.interruptions >= 1
     endpointing = QWEN3_ENDPOINTING_S if stt_model == "qwen3-asr" else WHISPER_ENDPOINTING_S
@@ -345,8 +342,6 @@ async def test_vad_turns_with_a_handoff(
     def engine() -> baseten.STT:
         return baseten.STT(model=stt_model, api_key="local", model_endpoint=url, http_session=http)
 
-    voice, transcript = voice_for(tts_model, server, http)
-
     script: list[Part] = [
         Silence(1.0),
         u1,
@@ -358,21 +353,16 @@ async def test_vad_turns_with_a_handoff(
         u2,
         Silence(2.0),
     ]
-    try:
-        record, microphone, _ = await run_session(
-            script,
-            server=server,
-            http=http,
-            clock=clock,
-            make_stt=engine,
-            turn_detection="vad",
-            turns=2,
-            tts_engine=voice,
-            transcript=transcript,
-        )
-    finally:
-        if voice is not None:
-            await voice.aclose()
+    record, microphone, _, transcript = await run_session(
+        script,
+        server=server,
+        http=http,
+        clock=clock,
+        make_stt=engine,
+        turn_detection="vad",
+        turns=2,
+        tts_model=tts_model,
+    )
     assert_turns(record, microphone)
     assert record.errors == []
     if transcript is not None:
@@ -383,9 +373,7 @@ async def test_qwen3_tts_replies_with_transcripts_aligned_word_by_word_across_an
     server: LocalServer, whisper: FakeWhisperServer, http: aiohttp.ClientSession, clock: Clock
 ) -> None:
     u1, u2, *_ = await utterances(server, http, whisper)
-    transcript = Transcript()
-    voice = qwen3_voice(server, http)
-    record, microphone, speaker = await run_session(
+    record, microphone, speaker, transcript = await run_session(
         # The first reply is interrupted by the second question.
         [Silence(1.0), u1, Silence(1.8), u2, Silence(2.5)],
         server=server,
@@ -396,13 +384,11 @@ async def test_qwen3_tts_replies_with_transcripts_aligned_word_by_word_across_an
         ),
         turn_detection="vad",
         turns=2,
-        tts_engine=voice,
-        transcript=transcript,
+        tts_model="qwen3-tts",
     )
-    await voice.aclose()
     assert record.errors == []
     assert speaker.interruptions >= 1
     assert_turns(record, microphone)
-    assert len(record.agent_replies) == 2
+    assert len(record.agent_replies) == 2 and transcript is not None
     assert_aligned(transcript, record)
     assert words(record.agent_replies[1]) == words(f"You said: {UTTERANCES[1]}")
