@@ -16,7 +16,6 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from livekit.agents.types import NotGivenOr, TimedString
 from ._options import replace_given
 from ._qwen3_socket import Qwen3Socket, WarmSlot
 from ._synthesis import supervise
-from ._websocket import connect
+from ._websocket import Dialer
 from .log import logger
 
 SAMPLE_RATE = 24000
@@ -162,19 +161,10 @@ class Qwen3Backend:
     """What a `TTS(model="qwen3-tts")` holds: where to connect, the options of the next
     synthesis, and the warm socket."""
 
-    def __init__(
-        self,
-        *,
-        endpoint: str,
-        api_key: str,
-        opts: Qwen3Options,
-        session: Callable[[], aiohttp.ClientSession],  # the TTS's, resolved when first needed
-    ) -> None:
+    def __init__(self, *, dialer: Dialer, opts: Qwen3Options) -> None:
         opts.check()
-        self.endpoint = endpoint
         self.opts = opts
-        self._api_key = api_key
-        self._session = session
+        self._dialer = dialer
         self._slot = WarmSlot()
 
     def update_options(
@@ -223,14 +213,7 @@ class Qwen3Backend:
         return await self._dial(timeout)
 
     async def _dial(self, timeout: float) -> Qwen3Socket:
-        ws = await connect(
-            self._session(),
-            self.endpoint,
-            api_key=self._api_key,
-            timeout=timeout,
-            max_msg_size=MAX_MESSAGE_BYTES,
-        )
-        return Qwen3Socket(ws)
+        return Qwen3Socket(await self._dialer.dial(timeout))
 
     async def release(self, sock: Qwen3Socket, *, reusable: bool) -> None:
         """Parks a socket whose synthesis finished cleanly; closes any other."""

@@ -8,7 +8,7 @@ import asyncio
 import sys
 
 import aiohttp
-from livekit.agents import APIConnectionError, APIError, APIStatusError, APITimeoutError
+from livekit.agents import APIConnectionError, APIError, APIStatusError, APITimeoutError, utils
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as deadline
@@ -111,3 +111,35 @@ def as_api_error(e: BaseException | None, doing: str) -> APIError:
     if isinstance(e, APIError):
         return e
     return APIConnectionError(f"Baseten connection lost while {doing}: {type(e).__name__}: {e}")
+
+
+class Dialer:
+    """How one STT or TTS reaches its endpoint: the URL, the key, and the HTTP session, the
+    one it was given or else the job's, taken when first needed (an engine may be made
+    before its job's session exists)."""
+
+    def __init__(
+        self, url: str, *, api_key: str, session: aiohttp.ClientSession | None, max_msg_size: int
+    ) -> None:
+        self.url = url
+        self._api_key = api_key
+        self._session = session
+        self._max_msg_size = max_msg_size
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = utils.http_context.http_session()
+        return self._session
+
+    async def dial(
+        self, timeout: float, heartbeat: float | None = None
+    ) -> aiohttp.ClientWebSocketResponse:
+        """A WebSocket to the endpoint, as `connect` opens it."""
+        return await connect(
+            self.session(),
+            self.url,
+            api_key=self._api_key,
+            timeout=timeout,
+            max_msg_size=self._max_msg_size,
+            heartbeat=heartbeat,
+        )

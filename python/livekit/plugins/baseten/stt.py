@@ -46,7 +46,7 @@ from ._private_api import audio_frame_buffer, check_input_open, retry_interval
 from ._spare_socket import SpareSocket
 from ._stt_wire import WIRES, Pipeline
 from ._transcript_events import TranscriptEvents, joined
-from ._websocket import as_api_error, connect, failure_of
+from ._websocket import Dialer, as_api_error, failure_of
 from ._whisper_protocol import (
     FRAME_SECONDS,
     WIRE_SAMPLE_RATES,
@@ -201,7 +201,7 @@ class STT(stt.STT[None]):
                 offline_recognize=True,
             )
         )
-        self._api_key = resolve_api_key(api_key)
+        key = resolve_api_key(api_key)
         self._endpoint = resolve_endpoint(
             model_endpoint=model_endpoint,
             model_id=model_id,
@@ -210,10 +210,12 @@ class STT(stt.STT[None]):
             chain_template=CHAIN_WS_URL,
             schemes=("wss", "ws"),
         )
-        self._session = http_session
+        dialer = Dialer(
+            self._endpoint, api_key=key, session=http_session, max_msg_size=MAX_MESSAGE_BYTES
+        )
         self._streams: weakref.WeakSet[SpeechStream] = weakref.WeakSet()
         # Dialled by prewarm() for the first stream: later ones keep their sockets for long.
-        self._spare = SpareSocket(self._dial, refill=False)
+        self._spare = SpareSocket(dialer.dial, refill=False)
 
     @property
     def model(self) -> str:
@@ -227,23 +229,6 @@ class STT(stt.STT[None]):
         return (
             f"baseten.STT(model={self._opts.model!r}, endpoint={self._endpoint!r}, "
             f"language={self._opts.language!r})"
-        )
-
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = utils.http_context.http_session()
-        return self._session
-
-    async def _dial(
-        self, timeout: float, heartbeat: float | None
-    ) -> aiohttp.ClientWebSocketResponse:
-        return await connect(
-            self._ensure_session(),
-            self._endpoint,
-            api_key=self._api_key,
-            timeout=timeout,
-            max_msg_size=MAX_MESSAGE_BYTES,
-            heartbeat=heartbeat,
         )
 
     def prewarm(self) -> None:

@@ -43,10 +43,11 @@ from ._orpheus import (
     prompt_limit,
     split_prompt,
 )
+from ._qwen3_tts import MAX_MESSAGE_BYTES as QWEN3_MAX_MESSAGE_BYTES
 from ._qwen3_tts import Qwen3Backend, Qwen3Options, Qwen3SynthesizeStream, load_ref_audio
 from ._spare_socket import SpareSocket
 from ._synthesis import supervise
-from ._websocket import connect, failure_of
+from ._websocket import Dialer, failure_of
 from .log import logger
 from .models import TTSModels, TTSVoices
 
@@ -143,7 +144,6 @@ class TTS(tts.TTS[None]):
         self._qwen3: Qwen3Backend | None = None
         self._spare: SpareSocket | None = None  # Orpheus WebSocket's socket dialled ahead
         self._warming: asyncio.Task[None] | None = None  # Orpheus predict's prewarm
-        self._session = http_session
         self._streams: weakref.WeakSet[tts.SynthesizeStream] = weakref.WeakSet()
         if model == "qwen3-tts":
             if is_given(transport) and transport != "websocket":
@@ -182,12 +182,13 @@ class TTS(tts.TTS[None]):
                 word_timestamps=word_timestamps,
                 extra_config=dict(extra_config or {}),
             )
-            self._qwen3 = Qwen3Backend(
-                endpoint=self._endpoint,
+            self._dialer = Dialer(
+                self._endpoint,
                 api_key=resolve_api_key(api_key),
-                opts=opts,
-                session=self._ensure_session,
+                session=http_session,
+                max_msg_size=QWEN3_MAX_MESSAGE_BYTES,
             )
+            self._qwen3 = Qwen3Backend(dialer=self._dialer, opts=opts)
             return
         if model != "orpheus":
             raise ValueError(f"model must be 'orpheus' or 'qwen3-tts', got {model!r}")
@@ -228,6 +229,9 @@ class TTS(tts.TTS[None]):
         )
         self._api_key = resolve_api_key(api_key)
         self._endpoint = endpoint
+        self._dialer = Dialer(
+            endpoint, api_key=self._api_key, session=http_session, max_msg_size=MAX_MESSAGE_BYTES
+        )
         self._opts = OrpheusOptions(
             voice=voice if is_given(voice) else "tara",
             temperature=temperature if is_given(temperature) else 0.6,
@@ -236,7 +240,7 @@ class TTS(tts.TTS[None]):
         )
         _check_options(self._opts)
         # One socket per utterance: the next one is dialled while the current one speaks.
-        self._spare = SpareSocket(self._dial, refill=True) if streaming else None
+        self._spare = SpareSocket(self._dialer.dial, refill=True) if streaming else None
         # Predict takes whole text: stream() synthesizes sentence by sentence, as LiveKit's
         # StreamAdapter does for every non-streaming TTS. One adapter: each registers itself.
         self._adapter = (
@@ -257,23 +261,6 @@ class TTS(tts.TTS[None]):
         voice = self._opts.voice if self._qwen3 is None else self._qwen3.opts.voice
         return f"baseten.TTS(model={self.model!r}, endpoint={self._endpoint!r}, voice={voice!r})"
 
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = utils.http_context.http_session()
-        return self._session
-
-    async def _dial(
-        self, timeout: float, heartbeat: float | None
-    ) -> aiohttp.ClientWebSocketResponse:
-        return await connect(
-            self._ensure_session(),
-            self._endpoint,
-            api_key=self._api_key,
-            timeout=timeout,
-            max_msg_size=MAX_MESSAGE_BYTES,
-            heartbeat=heartbeat,
-        )
-
     def prewarm(self) -> None:
         """Opens the connection the next synthesis will use, in the background (LiveKit's
         AgentSession calls this as the agent starts): a WebSocket dialled ahead for
@@ -291,7 +278,7 @@ class TTS(tts.TTS[None]):
         """A HEAD request to the predict endpoint: the answer does not matter (often 405), the
         TCP and TLS connection it leaves in the session's keep-alive pool does."""
         try:
-            async with self._ensure_session().head(
+            async with self._dialer.session().head(
                 self._endpoint,
                 headers={"Authorization": f"Api-Key {self._api_key}"},
                 timeout=aiohttp.ClientTimeout(total=DEFAULT_API_CONNECT_OPTIONS.timeout),
@@ -386,7 +373,7 @@ class ChunkedStream(tts.ChunkedStream):
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         request_id = _start(output_emitter, stream=False)
-        session = self._tts._ensure_session()
+        session = self._tts._dialer.session()
         timeout = self._conn_options.timeout
         pushed = False
         for prompt in split_prompt(self._input_text, prompt_limit(self._opts.max_tokens)):
