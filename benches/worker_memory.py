@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -50,32 +48,10 @@ def smaps(pid: int) -> dict[str, float]:
 
 
 async def measure(processes: int) -> dict[str, Any]:
-    from livekit.agents import JobExecutorType
     from livekit.agents.ipc.job_proc_executor import ProcJobExecutor
-    from livekit.agents.ipc.proc_pool import ProcPool
+    from livekit_worker import process_pool
 
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(
-        ["livekit.plugins.baseten", "livekit.agents.ipc._preload",
-         "livekit.agents.ipc._preload_freeze"]
-    )  # fmt: skip
-    pool = ProcPool(
-        initialize_process_fnc=setup,
-        job_entrypoint_fnc=entrypoint,
-        session_end_fnc=None,
-        simulation_end_fnc=None,
-        num_idle_processes=processes,
-        initialize_timeout=60.0,
-        close_timeout=10.0,
-        session_end_timeout=10.0,
-        inference_executor=None,
-        job_executor_type=JobExecutorType.PROCESS,
-        mp_ctx=context,
-        memory_warn_mb=0,
-        memory_limit_mb=0,
-        http_proxy=None,
-        loop=asyncio.get_running_loop(),
-    )
+    pool = process_pool(setup, entrypoint, processes, ("livekit.agents.ipc._preload_freeze",))
     await pool.start()
     try:
         pids = [
@@ -96,7 +72,6 @@ def main() -> None:
     parser.add_argument("--save", type=Path, default=None, help="write worker_memory.json/.md")
     args = parser.parse_args()
     if args.one:
-        os.environ.setdefault("LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE", "0")
         print(json.dumps(asyncio.run(measure(args.processes))))
         return
     from harness import run_json, upstream_python

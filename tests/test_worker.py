@@ -9,23 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from livekit.agents import JobExecutorType
 from livekit.agents.ipc.job_executor import JobExecutor, JobStatus
 from livekit.agents.ipc.job_proc_executor import ProcJobExecutor
-from livekit.agents.ipc.proc_pool import ProcPool
 from livekit.agents.job import JobAcceptArguments, RunningJobInfo
 from livekit.plugins.baseten.local import LocalServer
 from livekit.protocol import agent, models
 
 from . import worker_jobs
 from .test_local import MIN_WORD_RECALL, words
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benches"))
+from livekit_worker import process_pool
 
 JOBS = 3
 SENTENCES = [
@@ -78,13 +78,6 @@ def test_a_forked_process_draws_masking_keys_of_its_own() -> None:
 async def test_jobs_in_livekit_process_pool_each_run_a_turn_and_the_pool_closes_cleanly(
     tmp_path: Path,
 ) -> None:
-    context = multiprocessing.get_context("forkserver")
-    # As the worker does: the registered plugins and LiveKit's warm-up, once, in the
-    # forkserver; every job process is forked from it.
-    context.set_forkserver_preload(
-        ["livekit.plugins.baseten", "livekit.agents.ipc._preload", "tests.worker_jobs"]
-    )
-    os.environ.setdefault("LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE", "0")
     closed: list[JobExecutor] = []
     all_closed = asyncio.Event()
 
@@ -94,22 +87,10 @@ async def test_jobs_in_livekit_process_pool_each_run_a_turn_and_the_pool_closes_
             all_closed.set()
 
     async with LocalServer() as server:
-        pool = ProcPool(
-            initialize_process_fnc=worker_jobs.setup,
-            job_entrypoint_fnc=worker_jobs.entrypoint,
-            session_end_fnc=None,
-            simulation_end_fnc=None,
-            num_idle_processes=JOBS,
-            initialize_timeout=60.0,
-            close_timeout=10.0,
-            session_end_timeout=10.0,
-            inference_executor=None,
-            job_executor_type=JobExecutorType.PROCESS,
-            mp_ctx=context,
-            memory_warn_mb=0,
-            memory_limit_mb=0,
-            http_proxy=None,
-            loop=asyncio.get_running_loop(),
+        # As the worker does: the registered plugins and LiveKit's warm-up, once, in the
+        # forkserver; every job process is forked from it.
+        pool = process_pool(
+            worker_jobs.setup, worker_jobs.entrypoint, JOBS, preload=("tests.worker_jobs",)
         )
         pool.on("process_closed", on_closed)
         await pool.start()
