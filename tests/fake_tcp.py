@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 
 """Misbehaving TCP peers on 127.0.0.1, below HTTP: a server that never answers, a proxy that
-answers one byte at a time, and an abrupt reset. They stand in front of (or instead of) the
+answers one byte at a time, an abrupt reset, and a proxy whose connections can be cut (the
+base of tests/wan.py's WAN). They stand in front of (or instead of) the
 fake Baseten servers, so every client path meets the same network faults."""
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import asyncio
 import contextlib
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 
 class Progress:
@@ -141,49 +143,64 @@ class DribbleProxy:
             await self._server.wait_closed()
 
 
-class CuttableProxy:
-    """Forwards to `target_port` untouched, until `cut()` resets every connection open at that
-    moment, both ways, as a network failure between client and server would. Connections made
-    after the cut pass as before."""
+class TcpProxy:
+    """Forwards 127.0.0.1:`port` to 127.0.0.1:`target_port`, each connection relayed by
+    `_relay` until either side ends. `reset_open()` drops every connection open at that moment,
+    both ways, with a TCP reset, as a network failure between client and server would."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self.cuts = 0
+        self.connections = 0  # accepted so far
         self._server: asyncio.Server | None = None
         self._open: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
 
-    async def start(self) -> CuttableProxy:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+    async def start(self: P, port: int = 0) -> P:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
     def url(self, upstream_url: str) -> str:
         return upstream_url.replace(f":{self.target_port}/", f":{self.port}/")
 
-    def cut(self) -> None:
-        self.cuts += 1
-        for client, upstream in list(self._open):
+    def reset_open(self) -> int:
+        """Resets every open connection; returns how many."""
+        pairs = list(self._open)
+        for client, upstream in pairs:
             reset(client.transport)
             reset(upstream.transport)
+        return len(pairs)
+
+    async def _admit(self) -> None:
+        """Waits until a new connection may reach the target."""
+
+    def _relay(
+        self,
+        client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    ) -> list[Coroutine[Any, Any, None]]:
+        """What carries one connection: it ends when the first of these returns."""
+        return [_pipe(client[0], upstream[1]), _pipe(upstream[0], client[1])]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self.connections += 1
         try:
+            await self._admit()
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
             pair = (writer, up_writer)
             self._open.add(pair)
-            pipes = (
-                asyncio.create_task(_pipe(reader, up_writer)),
-                asyncio.create_task(_pipe(up_reader, writer)),
-            )
-            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
-            for pipe in pipes:
-                pipe.cancel()
-            await asyncio.gather(*pipes, return_exceptions=True)
+            relays = [
+                asyncio.create_task(c)
+                for c in self._relay((reader, writer), (up_reader, up_writer))
+            ]
+            await asyncio.wait(relays, return_when=asyncio.FIRST_COMPLETED)
+            for relay in relays:
+                relay.cancel()
+            await asyncio.gather(*relays, return_exceptions=True)
             self._open.discard(pair)
             for w in pair:
                 w.close()
@@ -202,6 +219,22 @@ class CuttableProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
+
+
+P = TypeVar("P", bound=TcpProxy)
+
+
+class CuttableProxy(TcpProxy):
+    """Forwards to `target_port` untouched, until `cut()` resets every connection open at that
+    moment, both ways. Connections made after the cut pass as before."""
+
+    def __init__(self, target_port: int) -> None:
+        super().__init__(target_port)
+        self.cuts = 0
+
+    def cut(self) -> None:
+        self.cuts += 1
+        self.reset_open()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

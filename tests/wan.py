@@ -25,9 +25,11 @@ import collections
 import contextlib
 import random
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
-from .fake_tcp import reset
+from .fake_tcp import TcpProxy
 
 
 @dataclass
@@ -87,29 +89,16 @@ class _Direction:
             await self._writer.drain()
 
 
-class WanProxy:
+class WanProxy(TcpProxy):
     """Forwards 127.0.0.1:`port` to 127.0.0.1:`target_port` across an emulated WAN."""
 
     def __init__(self, target_port: int, link: Link, *, seed: int = 0) -> None:
-        self.target_port = target_port
+        super().__init__(target_port)
         self.link = link
         self.random = random.Random(seed)
         self.flowing = asyncio.Event()
         self.flowing.set()
-        self.connections = 0  # accepted so far
         self.resets = 0  # connections dropped by heal(reset=True)
-        self._open: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self, port: int = 0) -> WanProxy:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", port)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    def url(self, upstream_url: str) -> str:
-        return upstream_url.replace(f":{self.target_port}/", f":{self.port}/")
 
     @property
     def partitioned(self) -> bool:
@@ -123,10 +112,7 @@ class WanProxy:
         """Ends the partition: what waited is delivered, or with `reset_connections` every
         connection open now is dropped with a TCP reset."""
         if reset_connections:
-            for client, upstream in list(self._open):
-                self.resets += 1
-                reset(client.transport)
-                reset(upstream.transport)
+            self.resets += self.reset_open()
         self.flowing.set()
 
     async def partition_for(self, seconds: float, *, reset_connections: bool = False) -> None:
@@ -134,45 +120,19 @@ class WanProxy:
         await asyncio.sleep(seconds)
         self.heal(reset_connections=reset_connections)
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self.connections += 1
-        try:
-            await self.flowing.wait()  # no handshake crosses a partition
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-            pair = (writer, up_writer)
-            self._open.add(pair)
-            handshake = 2 * self.link.delay_s
-            up, down = _Direction(self, up_writer, handshake), _Direction(self, writer, 0.0)
-            tasks = (
-                asyncio.create_task(_read(reader, up)),
-                asyncio.create_task(_read(up_reader, down)),
-                asyncio.create_task(up.deliver()),
-                asyncio.create_task(down.deliver()),
-            )
-            # Either side closing (or failing) ends both, once what it sent is delivered.
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self._open.discard(pair)
-            for w in pair:
-                w.close()
-        except asyncio.CancelledError:
-            pass  # close(): as fake_tcp.CuttableProxy's
-        finally:
-            self._tasks.discard(task)
+    async def _admit(self) -> None:
+        await self.flowing.wait()  # no handshake crosses a partition
 
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+    def _relay(
+        self,
+        client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    ) -> list[Coroutine[Any, Any, None]]:
+        # The client's first bytes also wait for the TCP handshake's round trip. Either side
+        # closing (or failing) ends both, once what it sent is delivered.
+        up = _Direction(self, upstream[1], 2 * self.link.delay_s)
+        down = _Direction(self, client[1], 0.0)
+        return [_read(client[0], up), _read(upstream[0], down), up.deliver(), down.deliver()]
 
 
 async def _read(reader: asyncio.StreamReader, direction: _Direction) -> None:
