@@ -12,6 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .fake_tcp import serve
+
 
 @dataclass
 class Reply:
@@ -31,11 +33,7 @@ class FakeOpenAIServer:
     async def start(self) -> FakeOpenAIServer:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, port = await serve(app)
         self.base_url = f"http://127.0.0.1:{port}/v1"
         return self
 

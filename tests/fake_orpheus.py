@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from .fake_tcp import Progress, reset
+from .fake_tcp import Progress, reset, serve
 
 SAMPLES_PER_WORD = 2400  # 0.1 s at 24 kHz
 
@@ -95,11 +95,7 @@ class FakeOrpheusServer:
         app = web.Application()
         app.router.add_get("/websocket", self._websocket)
         app.router.add_post("/predict", self._predict)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ssl_context)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app, ssl_context)
         tls = "s" if ssl_context else ""
         self.ws_url = f"ws{tls}://127.0.0.1:{self.port}/websocket"
         self.predict_url = f"http{tls}://127.0.0.1:{self.port}/predict"

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from aiohttp import WSMsgType, web
 
-from .fake_tcp import Progress
+from .fake_tcp import Progress, serve
 
 CHUNK_SECONDS = 0.1
 CHUNK_BYTES = 3200
@@ -96,11 +96,7 @@ class FakeQwen3AsrServer:
     async def start(self, ssl_context: ssl.SSLContext | None = None) -> FakeQwen3AsrServer:
         app = web.Application()
         app.router.add_get("/v1/websocket", self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ssl_context)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, port = await serve(app, ssl_context)
         scheme = "wss" if ssl_context else "ws"
         self.url = f"{scheme}://127.0.0.1:{port}/v1/websocket"
         return self

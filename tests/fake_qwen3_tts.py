@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from .fake_orpheus import SAMPLES_PER_WORD, speech_for
-from .fake_tcp import Progress, reset
+from .fake_tcp import Progress, reset, serve
 
 WORD_S = SAMPLES_PER_WORD / 24000
 
@@ -71,11 +71,7 @@ class FakeQwen3TTSServer:
     async def start(self, ssl_context: ssl.SSLContext | None = None) -> FakeQwen3TTSServer:
         app = web.Application()
         app.router.add_get("/websocket", self._websocket)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ssl_context)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app, ssl_context)
         self.url = f"ws{'s' if ssl_context else ''}://127.0.0.1:{self.port}/websocket"
         return self
 

@@ -1,18 +1,34 @@
 # SPDX-License-Identifier: Apache-2.0
 
 """Misbehaving TCP peers on 127.0.0.1, below HTTP: a server that never answers, a proxy that
-answers one byte at a time, an abrupt reset, and a proxy whose connections can be cut (the
-base of tests/wan.py's WAN). They stand in front of (or instead of) the
-fake Baseten servers, so every client path meets the same network faults."""
+answers one byte at a time, an abrupt reset, a proxy whose connections can be cut (the base of
+tests/wan.py's WAN). They stand in front of (or instead of) the fake Baseten servers, so every
+client path meets the same network faults. Also what every fake shares: `serve` (an aiohttp
+app on a free port) and `Progress` (waiting for a server's state without polling)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import socket
+import ssl
 import struct
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
+
+from aiohttp import web
+
+
+async def serve(
+    app: web.Application, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
+    """`app` on 127.0.0.1 at a free port, over TLS with `ssl_context`: its runner (to clean up)
+    and the port."""
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context).start()
+    port: int = runner.addresses[0][1]
+    return runner, port
 
 
 class Progress:

@@ -16,6 +16,7 @@ from livekit.agents import APIConnectOptions, stt
 from livekit.plugins import baseten
 from livekit.plugins.baseten import _private_api
 
+from .fake_tcp import serve
 from .test_stt import KEY
 
 
@@ -32,11 +33,9 @@ async def ws(http: aiohttp.ClientSession) -> AsyncIterator[aiohttp.ClientWebSock
 
     app = web.Application()
     app.router.add_get("/", handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    runner, port = await serve(app)
     try:
-        async with http.ws_connect(f"ws://127.0.0.1:{runner.addresses[0][1]}/") as client:
+        async with http.ws_connect(f"ws://127.0.0.1:{port}/") as client:
             yield client
     finally:
         await runner.cleanup()

@@ -24,6 +24,7 @@ from livekit.plugins.baseten._audio_ledger import AudioLedger
 from livekit.plugins.baseten._frame_writer import FrameWriter
 from livekit.plugins.baseten.stt import MAX_BUFFERED_AUDIO_S
 
+from . import fake_tcp
 from .fake_whisper import FakeWhisperServer, transcription
 from .test_stt import KEY, collect, make_stt, push, tone
 
@@ -42,11 +43,8 @@ async def server() -> AsyncIterator[FakeWhisperServer]:
 async def serve(handle: Handler) -> tuple[web.AppRunner, str]:
     app = web.Application()
     app.router.add_get("/", handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"ws://127.0.0.1:{runner.addresses[0][1]}/"
+    runner, port = await fake_tcp.serve(app)
+    return runner, f"ws://127.0.0.1:{port}/"
 
 
 def padded(pcm: bytes) -> bytes:
